@@ -1,0 +1,1 @@
+"""rustro: an auditable intraday index-options bot for Angel One SmartAPI."""
