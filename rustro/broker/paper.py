@@ -1,0 +1,354 @@
+"""PaperBroker: a durable, pessimistic simulated exchange that speaks the `Broker` protocol.
+
+It is a separate party with its own SQLite file: an order is acknowledged only once committed
+there, so a bot that crashes and restarts reconciles against it exactly as it would against Angel.
+
+Orders walk Angel's statuses on the bot's clock: "put order req received" at placement; once
+`latency_ms` has elapsed they are validated ("rejected" with an Angel-like `text`, or "open"),
+then fill ("complete") or are cancelled. Matching is lazy: it runs at `clock.now()` whenever the
+broker is asked anything, and only orders whose latency has elapsed can change. Fills always cross
+the spread (BUY at the ask, SELL at the bid; see `paper_rules.crossing_price`).
+
+Account model, kept simple on purpose: the account starts every trading day with `capital` in
+cash. net = capital - today's buy value + today's sell value; utilised = cash blocked by working
+BUY orders (unfilled qty x limit price, or the validation-time price for MARKET); available_cash =
+net - utilised. Positions come from today's fills only (intraday: nothing carries over), and a
+DAY order still working when its trading day has passed is cancelled.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..clock import Clock, ist
+from ..market.base import MarketData, Quote, round_to_tick
+from .base import (BUY, SELL, BrokerOrder, BrokerPosition, Fill, Funds, OrderAck, OrderRejected,
+                   OrderRequest)
+from .paper_rules import (CANCELLED, COMPLETE, OPEN, PENDING, REJECTED, ContractSpec,
+                          crossing_price, fill_quantity, funds_refusal, make_fill_id,
+                          make_order_id, make_unique_order_id, paise, positions_from_fills,
+                          request_refusal, short_refusal, static_refusal)
+from .paper_store import PaperStore, parse_time, to_broker_order, to_fill
+
+__all__ = ["PaperBroker", "ContractSpec"]
+
+log = logging.getLogger(__name__)
+
+
+class PaperBroker:
+    name = "paper"
+
+    def __init__(self, db_path: str | Path, clock: Clock, market: MarketData,
+                 contracts: Callable[[str], Any], capital: float, latency_ms: int = 200,
+                 partial_fill_prob: float = 0.0, seed: int = 0, price_band_pct: float = 50.0,
+                 on_event: Callable[[str, dict], None] | None = None):
+        if capital < 0:
+            raise ValueError(f"paper capital must be >= 0, got {capital}")
+        if latency_ms < 0:
+            raise ValueError(f"paper latency_ms must be >= 0, got {latency_ms}")
+        if not 0.0 <= partial_fill_prob <= 1.0:
+            raise ValueError(f"paper partial_fill_prob must be in [0, 1], got {partial_fill_prob}")
+        if price_band_pct <= 0:
+            raise ValueError(f"paper price_band_pct must be > 0, got {price_band_pct}")
+        self.clock = clock
+        self.market = market
+        self.contracts = contracts
+        self.capital_paise = paise(capital)
+        self.latency = timedelta(milliseconds=latency_ms)
+        self.partial_fill_prob = partial_fill_prob
+        self.seed = seed
+        self.price_band_pct = price_band_pct
+        self.on_event = on_event
+        self._store = PaperStore(db_path)
+        self._lock = threading.RLock()
+        self._events: list[tuple[str, dict]] = []
+
+    def login(self) -> None:
+        """Nothing to log in to: kept so the paper broker is a drop-in `Broker`."""
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> "PaperBroker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # the Broker protocol ---------------------------------------------------------------------
+    def place_order(self, req: OrderRequest) -> OrderAck:
+        code, message = request_refusal(req.tag, req.side, req.order_type, req.variety,
+                                        req.product, req.duration, req.qty, req.price)
+        if code:
+            raise OrderRejected(message, code)
+        spec = self._spec(req.token)
+        with self._lock:
+            self._match()
+            now = self._now()
+            with self._write():
+                seq = self._store.next_order_seq()
+                order_id = make_order_id(now.date(), seq)
+                unique_id = make_unique_order_id(self.seed, seq)
+                self._store.insert_order({
+                    "order_id": order_id, "seq": seq, "unique_order_id": unique_id,
+                    "trading_day": now.date(), "tag": req.tag, "exchange": req.exchange,
+                    "symbol": req.symbol, "token": req.token, "side": req.side,
+                    "order_type": req.order_type, "product": req.product,
+                    "variety": req.variety, "duration": req.duration, "qty": req.qty,
+                    "price": req.price if req.order_type == "LIMIT" else 0.0,
+                    "lot_size": spec.lot_size, "tick_size": spec.tick_size,
+                    "freeze_qty": spec.freeze_qty, "status": PENDING, "placed_at": now,
+                    "eligible_at": now + self.latency, "updated": now})
+                self._event("order_placed", order_id=order_id, tag=req.tag, side=req.side,
+                            qty=req.qty, price=req.price, status=PENDING)
+        return OrderAck(order_id=order_id, unique_order_id=unique_id)
+
+    def modify_order(self, order_id: str, req: OrderRequest) -> None:
+        with self._lock:
+            self._match()
+            now = self._now()
+            with self._write():
+                row = self._order_or_raise(order_id)
+                if row["status"] != OPEN:
+                    raise OrderRejected(f"order {order_id} is {row['status']}: only open orders "
+                                        "can be modified")
+                code, message = request_refusal(row["tag"], row["side"], req.order_type,
+                                                row["variety"], row["product"], row["duration"],
+                                                req.qty, req.price)
+                if code:
+                    raise OrderRejected(f"modify of order {order_id}: {message}", code)
+                if req.qty <= row["filled_qty"]:
+                    raise OrderRejected(f"modify of order {order_id}: quantity {req.qty} must "
+                                        f"exceed the filled quantity {row['filled_qty']}")
+                price = req.price if req.order_type == "LIMIT" else 0.0
+                text, ref = self._refusal(row, req.qty, price, req.order_type, {})
+                if text:
+                    raise OrderRejected(f"modify of order {order_id} refused: {text}")
+                self._store.update_order(order_id, qty=req.qty, price=price,
+                                         order_type=req.order_type, ref_price=ref,
+                                         eligible_at=now + self.latency, updated=now)
+                self._event("order_modified", order_id=order_id, qty=req.qty, price=price,
+                            status=OPEN)
+
+    def cancel_order(self, order_id: str, variety: str = "NORMAL") -> None:
+        with self._lock:
+            self._match()
+            now = self._now()
+            with self._write():
+                row = self._order_or_raise(order_id)
+                if row["status"] in (COMPLETE, REJECTED, CANCELLED):
+                    raise OrderRejected(f"order {order_id} is {row['status']}: cannot cancel")
+                self._store.update_order(order_id, status=CANCELLED, updated=now)
+                self._event("order_cancelled", order_id=order_id, filled_qty=row["filled_qty"],
+                            cancelled_qty=row["qty"] - row["filled_qty"], status=CANCELLED)
+
+    def order_details(self, unique_order_id: str) -> BrokerOrder:
+        with self._lock:
+            self._match()
+            row = self._store.order_by_unique_id(unique_order_id)
+        if row is None:
+            raise OrderRejected(f"Order not found: {unique_order_id}", "AB1007")
+        return to_broker_order(row)
+
+    def order_book(self) -> list[BrokerOrder]:
+        """Today's orders only, like Angel's."""
+        with self._lock:
+            self._match()
+            return [to_broker_order(r) for r in self._store.orders_on(self._now().date())]
+
+    def trade_book(self) -> list[Fill]:
+        """Today's fills, one per fill."""
+        with self._lock:
+            self._match()
+            return [to_fill(r) for r in self._store.fills_on(self._now().date())]
+
+    def positions(self) -> list[BrokerPosition]:
+        with self._lock:
+            self._match()
+            rows = self._store.fills_on(self._now().date())
+        ltps: dict[tuple[str, str], float] = {}
+        for r in rows:
+            key = (r["exchange"], r["token"])
+            if key not in ltps:
+                quote = self._fetch_quote(*key)
+                ltps[key] = quote.ltp if quote else 0.0
+        return positions_from_fills([(to_fill(r), r["product"]) for r in rows], ltps)
+
+    def funds(self) -> Funds:
+        with self._lock:
+            self._match()
+            day = self._now().date()
+            bought, sold = self._store.cash_flows(day)
+            blocked = self._blocked(day, exclude="")
+        net = self.capital_paise - bought + sold
+        return Funds(available_cash=(net - blocked) / 100, net=net / 100, utilised=blocked / 100)
+
+    # matching --------------------------------------------------------------------------------
+    def _match(self) -> None:
+        """Advance every working order to `clock.now()`: expire, validate, fill."""
+        now = self._now()
+        today = now.date().isoformat()
+        quotes: dict[tuple[str, str], Quote | None] = {}
+        with self._write():
+            for row in self._store.working_orders():
+                if row["trading_day"] < today:
+                    self._store.update_order(
+                        row["order_id"], status=CANCELLED, updated=now,
+                        text=f"Order cancelled at the end of trading day {row['trading_day']} "
+                             "(DAY validity).")
+                    self._event("order_expired", order_id=row["order_id"], status=CANCELLED)
+                    continue
+                if parse_time(row["eligible_at"]) > now:
+                    continue
+                if row["status"] == PENDING:
+                    row = self._validate(row, now, quotes)
+                if row["status"] == OPEN:
+                    self._try_fill(row, now, quotes)
+
+    def _validate(self, row: dict, now: datetime, quotes: dict) -> dict:
+        text, ref = self._refusal(row, row["qty"], row["price"], row["order_type"], quotes)
+        status = REJECTED if text else OPEN
+        self._store.update_order(row["order_id"], status=status, text=text, ref_price=ref,
+                                 updated=now)
+        self._event("order_rejected" if text else "order_open", order_id=row["order_id"],
+                    status=status, text=text)
+        return {**row, "status": status, "text": text, "ref_price": ref}
+
+    def _refusal(self, row: dict, qty: int, price: float, order_type: str,
+                 quotes: dict) -> tuple[str, float]:
+        """(rejection text or '', price that blocks cash) for `row` at `qty` / `price`."""
+        quote = self._quote(row, quotes)
+        ltp = quote.ltp if quote else 0.0
+        spec = ContractSpec(row["lot_size"], row["tick_size"], row["freeze_qty"])
+        text = static_refusal(qty, price, order_type, spec, ltp, self.price_band_pct)
+        if order_type == "LIMIT":
+            ref = price
+        else:
+            touch = (quote.ask if row["side"] == BUY else quote.bid) if quote else 0.0
+            ref = touch if touch > 0 else ltp
+            if not text and ref <= 0:
+                text = f"No price available for a MARKET order in {row['symbol']}."
+        if not text:
+            text = self._account_refusal(row, qty - row["filled_qty"], ref)
+        return text, ref
+
+    def _account_refusal(self, row: dict, remaining: int, ref_price: float) -> str:
+        day = date.fromisoformat(row["trading_day"])
+        if row["side"] == SELL:
+            key = (row["exchange"], row["token"], row["product"])
+            held = self._store.net_qty(day, *key)
+            selling = sum(o["qty"] - o["filled_qty"] for o in self._open_orders(day, row["order_id"])
+                          if o["side"] == SELL and (o["exchange"], o["token"], o["product"]) == key)
+            return short_refusal(remaining, held - selling)
+        bought, sold = self._store.cash_flows(day)
+        available = self.capital_paise - bought + sold - self._blocked(day, row["order_id"])
+        return funds_refusal(available, remaining * paise(ref_price))
+
+    def _try_fill(self, row: dict, now: datetime, quotes: dict) -> None:
+        quote = self._quote(row, quotes)
+        touch = crossing_price(row["side"], row["order_type"], row["price"], quote)
+        if touch is None:
+            if row["duration"] == "IOC":
+                self._store.update_order(row["order_id"], status=CANCELLED, updated=now,
+                                         text="IOC order cancelled: nothing to match at the touch.")
+                self._event("order_cancelled", order_id=row["order_id"], status=CANCELLED)
+            return
+        price = round_to_tick(touch, row["tick_size"])
+        remaining = row["qty"] - row["filled_qty"]
+        rng = random.Random(f"{self.seed}:{row['order_id']}:{row['fills']}")
+        qty = fill_quantity(remaining, row["lot_size"], row["filled_qty"] == 0,
+                            self.partial_fill_prob, rng)
+        fill_seq = self._store.next_fill_seq()
+        fill_id = make_fill_id(fill_seq)
+        self._store.insert_fill({
+            "fill_id": fill_id, "seq": fill_seq, "order_id": row["order_id"],
+            "trading_day": row["trading_day"], "exchange": row["exchange"],
+            "symbol": row["symbol"], "token": row["token"], "product": row["product"],
+            "side": row["side"], "qty": qty, "price": price, "time": now})
+        filled = row["filled_qty"] + qty
+        status, text = OPEN, row["text"]
+        if filled == row["qty"]:
+            status = COMPLETE
+        elif row["duration"] == "IOC":
+            status, text = CANCELLED, "IOC order: unfilled quantity cancelled."
+        self._store.update_order(row["order_id"], status=status, text=text, filled_qty=filled,
+                                 filled_paise=row["filled_paise"] + qty * paise(price),
+                                 fills=row["fills"] + 1, eligible_at=now + self.latency,
+                                 updated=now)
+        self._event("order_fill", order_id=row["order_id"], fill_id=fill_id, side=row["side"],
+                    qty=qty, price=price, filled_qty=filled, status=status)
+
+    # helpers ---------------------------------------------------------------------------------
+    def _open_orders(self, day: date, exclude: str) -> list[dict]:
+        return [o for o in self._store.working_orders()
+                if o["status"] == OPEN and o["trading_day"] == day.isoformat()
+                and o["order_id"] != exclude]
+
+    def _blocked(self, day: date, exclude: str) -> int:
+        """Paise held back by working BUY orders (other than `exclude`)."""
+        return sum((o["qty"] - o["filled_qty"]) * paise(o["ref_price"])
+                   for o in self._open_orders(day, exclude) if o["side"] == BUY)
+
+    def _order_or_raise(self, order_id: str) -> dict:
+        row = self._store.order(order_id)
+        if row is None:
+            raise OrderRejected(f"Order not found: {order_id}", "AB1013")
+        return row
+
+    def _spec(self, token: str) -> ContractSpec:
+        try:
+            spec = self.contracts(token)
+        except LookupError:
+            spec = None
+        if spec is None:
+            raise OrderRejected(f"Symbol not found: token {token!r}", "AB1009")
+        lot, freeze = int(spec.lot_size), int(spec.freeze_qty or 0)
+        if lot <= 0 or spec.tick_size <= 0:
+            raise ValueError(f"contract {token!r}: lot_size and tick_size must be > 0, "
+                             f"got {spec.lot_size} and {spec.tick_size}")
+        return ContractSpec(lot, float(spec.tick_size), freeze)
+
+    def _quote(self, row: dict, cache: dict) -> Quote | None:
+        key = (row["exchange"], row["token"])
+        if key not in cache:
+            cache[key] = self._fetch_quote(*key)
+        return cache[key]
+
+    def _fetch_quote(self, exchange: str, token: str) -> Quote | None:
+        """The market's quote, or None: a paper exchange without a quote simply cannot match."""
+        try:
+            return self.market.quote(exchange, token)
+        except Exception as exc:  # any data-source failure means "no quote right now"
+            log.warning("paper broker: no quote for %s %s (%s)", exchange, token,
+                        type(exc).__name__)
+            return None
+
+    def _now(self) -> datetime:
+        return ist(self.clock.now())
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """A store transaction whose events are delivered only once it has committed."""
+        self._events.clear()
+        try:
+            with self._store.transaction():
+                yield
+        except BaseException:
+            self._events.clear()
+            raise
+        events, self._events = self._events, []
+        for kind, payload in events:
+            if self.on_event is None:
+                continue
+            try:
+                self.on_event(kind, payload)
+            except Exception:  # a debugging hook must never undo a committed broker fact
+                log.exception("paper broker on_event(%s) failed", kind)
+
+    def _event(self, kind: str, **payload) -> None:
+        self._events.append((kind, payload))

@@ -1,0 +1,188 @@
+"""The paper broker's own SQLite file: the durable memory of a separate party.
+
+WAL + synchronous=FULL, and every write inside BEGIN IMMEDIATE, so an acknowledged order has been
+committed and two processes sharing the file never hand out the same sequence number. Order and
+fill sequences are max(seq)+1 over rows that are never deleted, so a reopened file continues them.
+"""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Iterator
+
+from ..clock import ist
+from .base import TERMINAL_STATUSES, BrokerOrder, Fill
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    unique_order_id TEXT NOT NULL UNIQUE,
+    trading_day TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    exchange TEXT NOT NULL, symbol TEXT NOT NULL, token TEXT NOT NULL,
+    side TEXT NOT NULL, order_type TEXT NOT NULL, product TEXT NOT NULL,
+    variety TEXT NOT NULL, duration TEXT NOT NULL,
+    qty INTEGER NOT NULL, price REAL NOT NULL,
+    lot_size INTEGER NOT NULL, tick_size REAL NOT NULL, freeze_qty INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    filled_qty INTEGER NOT NULL DEFAULT 0,
+    filled_paise INTEGER NOT NULL DEFAULT 0,   -- sum(fill qty x fill price in paise)
+    fills INTEGER NOT NULL DEFAULT 0,
+    ref_price REAL NOT NULL DEFAULT 0,         -- price that blocks cash while a BUY works
+    text TEXT NOT NULL DEFAULT '',
+    placed_at TEXT NOT NULL,
+    eligible_at TEXT NOT NULL,                 -- nothing happens to the order before this
+    updated TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_day ON orders (trading_day);
+CREATE INDEX IF NOT EXISTS orders_status ON orders (status);
+CREATE TABLE IF NOT EXISTS fills (
+    fill_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    order_id TEXT NOT NULL REFERENCES orders (order_id),
+    trading_day TEXT NOT NULL,
+    exchange TEXT NOT NULL, symbol TEXT NOT NULL, token TEXT NOT NULL, product TEXT NOT NULL,
+    side TEXT NOT NULL, qty INTEGER NOT NULL, price REAL NOT NULL,
+    time TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fills_day ON fills (trading_day);
+"""
+
+_TERMINAL = tuple(sorted(TERMINAL_STATUSES))
+
+
+class PaperStoreError(RuntimeError):
+    pass
+
+
+class PaperStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
+                                   timeout=10.0)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)  # idempotent; executescript commits on its own
+        with self.transaction():
+            rows = self._db.execute("SELECT version FROM schema_version").fetchall()
+            if not rows:
+                self._db.execute("INSERT INTO schema_version (version) VALUES (?)",
+                                 (SCHEMA_VERSION,))
+            elif rows[0][0] != SCHEMA_VERSION:
+                raise PaperStoreError(f"{self.path}: paper schema version {rows[0][0]}, "
+                                      f"this code reads version {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # sequences -------------------------------------------------------------------------------
+    def next_order_seq(self) -> int:
+        return self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM orders").fetchone()[0]
+
+    def next_fill_seq(self) -> int:
+        return self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM fills").fetchone()[0]
+
+    # orders ----------------------------------------------------------------------------------
+    def insert_order(self, row: dict) -> None:
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self._db.execute(f"INSERT INTO orders ({cols}) VALUES ({marks})",
+                         [_db_value(v) for v in row.values()])
+
+    def update_order(self, order_id: str, **fields) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self._db.execute(f"UPDATE orders SET {sets} WHERE order_id = ?",
+                         [_db_value(v) for v in fields.values()] + [order_id])
+
+    def order(self, order_id: str) -> dict | None:
+        row = self._db.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+        return dict(row) if row else None
+
+    def order_by_unique_id(self, unique_order_id: str) -> dict | None:
+        row = self._db.execute("SELECT * FROM orders WHERE unique_order_id = ?",
+                               (unique_order_id,)).fetchone()
+        return dict(row) if row else None
+
+    def working_orders(self) -> list[dict]:
+        """Every order not yet terminal, on any day, oldest first."""
+        marks = ", ".join("?" for _ in _TERMINAL)
+        rows = self._db.execute(
+            f"SELECT * FROM orders WHERE status NOT IN ({marks}) ORDER BY seq", _TERMINAL)
+        return [dict(r) for r in rows]
+
+    def orders_on(self, day: date) -> list[dict]:
+        rows = self._db.execute("SELECT * FROM orders WHERE trading_day = ? ORDER BY seq",
+                                (day.isoformat(),))
+        return [dict(r) for r in rows]
+
+    # fills -----------------------------------------------------------------------------------
+    def insert_fill(self, row: dict) -> None:
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self._db.execute(f"INSERT INTO fills ({cols}) VALUES ({marks})",
+                         [_db_value(v) for v in row.values()])
+
+    def fills_on(self, day: date) -> list[dict]:
+        rows = self._db.execute("SELECT * FROM fills WHERE trading_day = ? ORDER BY seq",
+                                (day.isoformat(),))
+        return [dict(r) for r in rows]
+
+    def cash_flows(self, day: date) -> tuple[int, int]:
+        """(bought, sold) in paise over the day's fills."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN side = 'BUY' THEN qty * CAST(ROUND(price * 100) AS INTEGER) END), 0),"
+            "       COALESCE(SUM(CASE WHEN side = 'SELL' THEN qty * CAST(ROUND(price * 100) AS INTEGER) END), 0) "
+            "FROM fills WHERE trading_day = ?", (day.isoformat(),)).fetchone()
+        return int(row[0]), int(row[1])
+
+    def net_qty(self, day: date, exchange: str, token: str, product: str) -> int:
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN side = 'BUY' THEN qty ELSE -qty END), 0) FROM fills "
+            "WHERE trading_day = ? AND exchange = ? AND token = ? AND product = ?",
+            (day.isoformat(), exchange, token, product)).fetchone()
+        return int(row[0])
+
+
+def _db_value(v):
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    return v
+
+
+def parse_time(text: str) -> datetime:
+    return ist(datetime.fromisoformat(text))
+
+
+def to_broker_order(row: dict) -> BrokerOrder:
+    filled = row["filled_qty"]
+    avg = round(row["filled_paise"] / filled / 100, 6) if filled else 0.0
+    return BrokerOrder(
+        order_id=row["order_id"], unique_order_id=row["unique_order_id"], tag=row["tag"],
+        exchange=row["exchange"], symbol=row["symbol"], token=row["token"], side=row["side"],
+        qty=row["qty"], price=row["price"], status=row["status"], filled_qty=filled,
+        avg_price=avg, text=row["text"], updated=parse_time(row["updated"]))
+
+
+def to_fill(row: dict) -> Fill:
+    return Fill(fill_id=row["fill_id"], order_id=row["order_id"], exchange=row["exchange"],
+                symbol=row["symbol"], token=row["token"], side=row["side"], qty=row["qty"],
+                price=row["price"], time=parse_time(row["time"]))
