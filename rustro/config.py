@@ -181,7 +181,7 @@ class BrokerConfig:
 
 @dataclass(frozen=True)
 class PaperConfig:
-    db: str = "paper.sqlite"
+    db: str = ""  # "" = beside the journal, <journal>.paper.sqlite
     latency_ms: int = nonneg(default=200)
     partial_fill_prob: float = frac(default=0.0)
 

@@ -1,0 +1,120 @@
+"""Assembling a run: pick the mode, build clock / market data / broker once, run the day.
+
+This is the only place that knows which implementation each mode uses (LESSONS 6: the paper/live
+choice is made once, at start, never re-read deep inside services).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from .calendar import TradingCalendar, at
+from .clock import AcceleratedClock, VirtualClock, WallClock
+from .config import Config, Secrets
+from .engine import Services, TradingDay
+from .journal import Journal
+from .scheduler import LiveDriver, SimDriver, day_plan
+
+log = logging.getLogger(__name__)
+
+
+class UsageError(RuntimeError):
+    """A run that cannot start as asked (missing credentials, bad date...)."""
+
+
+@dataclass
+class RunResult:
+    day: date
+    state: str
+    jobs: int
+    job_errors: int
+    shutdown: str | None
+
+
+def choose_mode(requested: str | None, cfg: Config, secrets: Secrets) -> str:
+    mode = requested or cfg.bot.mode
+    if mode == "auto":
+        return "paper" if secrets.complete else "sim"
+    if mode in ("paper", "live") and not secrets.complete:
+        raise UsageError(f"--{mode} needs broker credentials; missing {', '.join(secrets.missing())} "
+                         f"(set them in the environment or .env)")
+    return mode
+
+
+def default_sim_day(cal: TradingCalendar, today: date) -> date:
+    """Sim without --date replays today if it is a trading day, else the last trading day."""
+    return today if cal.is_trading_day(today) else cal.previous_trading_day(today)
+
+
+def paper_db_path(cfg: Config, journal_path: Path) -> Path:
+    if cfg.paper.db:
+        p = Path(cfg.paper.db)
+        return p if p.is_absolute() else journal_path.parent / p
+    return journal_path.with_name(journal_path.stem + ".paper.sqlite")
+
+
+def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: int | None,
+            secrets: Secrets, build_desk=None, extra: dict | None = None) -> RunResult:
+    cal = TradingCalendar.from_config(cfg)
+    if mode == "sim":
+        day = day or default_sim_day(cal, WallClock().now().date())
+        clock = VirtualClock(at(day, cfg.session.pre_open))
+        if cfg.sim.speed > 0:
+            clock = AcceleratedClock(at(day, cfg.session.pre_open), cfg.sim.speed)
+    else:
+        clock = WallClock()
+        today = clock.now().date()
+        if day is not None and day != today:
+            raise UsageError(f"--date {day} is only for --sim; {mode} trades today ({today})")
+        day = today
+    forbidden = (secrets.api_key, secrets.client_code, secrets.mpin, secrets.totp_secret)
+    journal = Journal.open(journal_path, clock, forbidden=forbidden)
+    if os.environ.get("RUSTRO_CRASH_AFTER_EVENTS"):  # test seam for crash-recovery tests only
+        journal.crash_after = int(os.environ["RUSTRO_CRASH_AFTER_EVENTS"])
+    try:
+        if mode == "sim":
+            last = journal.last_event(day)
+            if last is not None and last.ts > clock.now():  # resume where the journal stopped
+                if isinstance(clock, VirtualClock):
+                    clock.set(last.ts)
+                else:
+                    clock = AcceleratedClock(last.ts, cfg.sim.speed)
+                    journal.clock = clock
+        svc = Services(cfg=cfg, clock=clock, journal=journal, calendar=cal, mode=mode,
+                       kill_file=journal_path.with_name("KILL"), extra=dict(extra or {}))
+        svc.extra["seed"] = cfg.sim.seed if seed is None else seed
+        svc.extra["paper_db"] = paper_db_path(cfg, journal_path)
+        if build_desk is not None:
+            build_desk(svc, day, secrets)
+        tday = TradingDay(svc, day)
+        driver_box: list = []
+
+        def on_signal(signum, _frame):
+            name = signal.Signals(signum).name
+            tday.request_shutdown(name)
+            if driver_box and isinstance(driver_box[0], LiveDriver):
+                driver_box[0].stop()
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            tday.startup()
+            plan = day_plan(day, cfg.session)
+            if mode == "sim":
+                driver = SimDriver(clock, plan, tday.run_job, lambda: tday.done)
+            else:
+                driver = LiveDriver(plan, tday.run_job, lambda: tday.done, cfg.session.misfire_grace_sec)
+            driver_box.append(driver)
+            jobs = 0 if tday.done else driver.run()
+            if tday.shutdown_requested:
+                tday.finish_shutdown()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        return RunResult(day, tday.machine.state, jobs, tday.job_errors, tday.shutdown_requested)
+    finally:
+        journal.close()
+

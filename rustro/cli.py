@@ -1,0 +1,156 @@
+"""Command line: run, status, check-config, journal verify, halt.
+
+Exit codes: 0 ok; 2 bad configuration or usage; 3 journal refused (locked, corrupt, missing);
+4 the day ran but journaled job errors; 5 broker credentials missing or broker refused.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+EXIT_OK, EXIT_CONFIG, EXIT_JOURNAL, EXIT_JOB_ERRORS, EXIT_BROKER = 0, 2, 3, 4, 5
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rustro", description="Intraday index-options bot for Angel One "
+                                "SmartAPI. With no credentials it runs a simulated day (sim).")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp, journal=True):
+        sp.add_argument("--config", default="config.toml", help="config file (default: config.toml)")
+        if journal:
+            sp.add_argument("--journal", default=None, help="journal file (default: bot.journal in config)")
+
+    run = sub.add_parser("run", help="run one trading day (sim by default without credentials)")
+    common(run)
+    modes = run.add_mutually_exclusive_group()
+    modes.add_argument("--sim", dest="mode", action="store_const", const="sim",
+                       help="synthetic market, paper fills, virtual clock (a day in seconds)")
+    modes.add_argument("--paper", dest="mode", action="store_const", const="paper",
+                       help="live Angel One data, paper fills")
+    modes.add_argument("--live", dest="mode", action="store_const", const="live",
+                       help="live Angel One data and real orders")
+    run.add_argument("--date", type=_date, help="trading day to simulate (sim only), YYYY-MM-DD")
+    run.add_argument("--seed", type=int, help="synthetic market seed (sim), default sim.seed")
+    run.add_argument("--quiet", action="store_true", help="do not print the status tables at the end")
+
+    st = sub.add_parser("status", help="print the day's state, positions, orders, fills, P&L and risk")
+    common(st)
+    st.add_argument("--day", type=_date, help="trading day, YYYY-MM-DD (default: the latest journaled)")
+    st.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+    cc = sub.add_parser("check-config", help="validate the config file and print the effective values")
+    common(cc, journal=False)
+
+    jv = sub.add_parser("journal", help="journal maintenance")
+    jsub = jv.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
+    ver = jsub.add_parser("verify", help="integrity check and rebuild every derived table from events")
+    common(ver)
+
+    halt = sub.add_parser("halt", help="kill switch: the running bot exits all positions and halts")
+    common(halt)
+    return p
+
+
+def _load(args):
+    from .config import load_config
+    cfg = load_config(args.config)
+    journal = Path(args.journal) if getattr(args, "journal", None) else Path(cfg.bot.journal)
+    return cfg, journal
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .config import ConfigError
+    from .journal import JournalError
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("transitions", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        cfg, journal_path = _load(args)
+        logging.getLogger().setLevel(cfg.bot.log_level)
+        if args.command == "check-config":
+            return _check_config(cfg, args.config)
+        if args.command == "status":
+            return _status(journal_path, args.day, args.json)
+        if args.command == "journal":
+            return _verify(journal_path)
+        if args.command == "halt":
+            kill = journal_path.with_name("KILL")
+            kill.write_text("halt requested from the command line\n")
+            print(f"wrote {kill}: the running bot will exit all positions and halt at its next check")
+            return EXIT_OK
+        return _run(cfg, journal_path, args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except JournalError as exc:
+        print(f"journal error: {exc}", file=sys.stderr)
+        return EXIT_JOURNAL
+
+
+def _check_config(cfg, path) -> int:
+    from dataclasses import asdict
+    print(f"{path}: OK")
+    print(json.dumps(asdict(cfg), default=str, indent=2))
+    return EXIT_OK
+
+
+def _run(cfg, journal_path: Path, args) -> int:
+    from . import report
+    from .app import UsageError, choose_mode, run_day
+    from .config import Secrets
+    from .journal import Journal
+    secrets = Secrets.from_env()
+    try:
+        mode = choose_mode(args.mode, cfg, secrets)
+        if args.date and mode != "sim":
+            raise UsageError(f"--date is only for --sim (mode is {mode})")
+        from .desk import build_desk
+        result = run_day(cfg, mode, journal_path, args.date, args.seed, secrets, build_desk=build_desk)
+    except UsageError as exc:
+        print(f"error: {secrets.redact(str(exc))}", file=sys.stderr)
+        return EXIT_BROKER
+    if not args.quiet:
+        with Journal.open_readonly(journal_path) as j:
+            print(report.render(report.build_status(j, result.day)))
+    if result.shutdown:
+        print(f"stopped by {result.shutdown} in state {result.state}", file=sys.stderr)
+    return EXIT_JOB_ERRORS if result.job_errors else EXIT_OK
+
+
+def _status(journal_path: Path, day: date | None, as_json: bool) -> int:
+    from . import report
+    from .journal import Journal
+    with Journal.open_readonly(journal_path) as j:
+        if day is None:
+            row = j.query("SELECT MAX(trading_day) FROM events")
+            if not row or row[0][0] is None:
+                print(f"journal {journal_path} is empty: run `python rustro.py run` first")
+                return EXIT_OK
+            day = date.fromisoformat(row[0][0])
+        status = report.build_status(j, day)
+    print(json.dumps(status, default=str, indent=2) if as_json else report.render(status))
+    return EXIT_OK
+
+
+def _verify(journal_path: Path) -> int:
+    from .verify import verify_journal
+    problems = verify_journal(journal_path)
+    if problems:
+        for p in problems:
+            print(f"MISMATCH: {p}")
+        return EXIT_JOURNAL
+    print(f"journal {journal_path}: integrity ok; every derived table matches a rebuild from events")
+    return EXIT_OK

@@ -1,0 +1,72 @@
+"""The trading-day state machine (transitions library), journaled before it moves.
+
+`fire(trigger, reason)` writes a `state_changed` event (whose projection updates `day_state` and
+`transitions` in the same commit) and only then changes the in-memory state, so a crash can never
+leave memory ahead of the journal. An illegal trigger is journaled as `transition_rejected` and raises.
+"""
+from __future__ import annotations
+
+from datetime import date
+
+from transitions import Machine, MachineError
+
+PRE_OPEN, WARMUP, ENTRY_WINDOW, MANAGING = "pre_open", "warmup", "entry_window", "managing"
+EOD_EXIT, CLOSED, HALTED = "eod_exit", "closed", "halted"
+STATES = [PRE_OPEN, WARMUP, ENTRY_WINDOW, MANAGING, EOD_EXIT, CLOSED, HALTED]
+
+# trigger, source(s), destination: the whole day in one table.
+TRANSITIONS = [
+    ("start_warmup", PRE_OPEN, WARMUP),
+    ("holiday", PRE_OPEN, CLOSED),
+    ("open_entries", WARMUP, ENTRY_WINDOW),
+    ("position_opened", ENTRY_WINDOW, MANAGING),
+    ("flat", MANAGING, ENTRY_WINDOW),
+    ("halt", [WARMUP, ENTRY_WINDOW, MANAGING], HALTED),
+    ("resume", HALTED, ENTRY_WINDOW),
+    ("eod", [PRE_OPEN, WARMUP, ENTRY_WINDOW, MANAGING, HALTED], EOD_EXIT),
+    ("close", EOD_EXIT, CLOSED),
+]
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+class DayMachine:
+    def __init__(self, journal, day: date, state: str = PRE_OPEN):
+        if state not in STATES:
+            raise ValueError(f"unknown day state {state!r} (journal day_state for {day})")
+        self.journal = journal
+        self.day = day
+        self._fsm = Machine(states=STATES, initial=state, auto_transitions=False,
+                            ignore_invalid_triggers=False)
+        for trigger, src, dst in TRANSITIONS:
+            self._fsm.add_transition(trigger, src, dst)
+
+    @property
+    def state(self) -> str:
+        return self._fsm.state
+
+    def can(self, trigger: str) -> bool:
+        return trigger in self._fsm.get_triggers(self.state)
+
+    def destination(self, trigger: str) -> str:
+        for t in self._fsm.get_transitions(trigger, source=self.state):
+            return t.dest
+        raise IllegalTransition(f"'{trigger}' is not allowed from '{self.state}'")
+
+    def fire(self, trigger: str, reason: str = "") -> str:
+        src = self.state
+        try:
+            dst = self.destination(trigger)
+        except IllegalTransition:
+            self.journal.record("transition_rejected", {"src": src, "trigger": trigger,
+                                                        "reason": reason}, day=self.day)
+            raise
+        self.journal.record("state_changed", {"src": src, "dst": dst, "trigger": trigger,
+                                              "reason": reason}, day=self.day)
+        try:
+            self._fsm.trigger(trigger)
+        except MachineError as exc:  # pragma: no cover - destination() already checked
+            raise IllegalTransition(str(exc)) from None
+        return dst
