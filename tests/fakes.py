@@ -1,0 +1,55 @@
+"""Small fakes shared by tests: a market whose quotes a test sets, a broker with scripted failures."""
+from datetime import datetime
+
+from rustro.broker.base import AmbiguousOrder, OrderAck
+from rustro.market.base import Quote
+
+
+class SetMarket:
+    """MarketData whose quotes are set by the test: quotes[token] = (bid, ask)."""
+
+    def __init__(self, clock, quotes=None):
+        self.clock = clock
+        self.quotes = dict(quotes or {})
+        self.vix_value = 14.0
+
+    def quote(self, exchange, token):
+        bid, ask = self.quotes[token]
+        return Quote(token, (bid + ask) / 2, bid, ask, self.clock.now())
+
+    def ltp(self, exchange, token):
+        return self.quote(exchange, token).ltp
+
+    def vix(self):
+        return self.vix_value
+
+    def candles(self, *a):
+        return []
+
+    def instrument_master(self):
+        return []
+
+
+class ScriptedBroker:
+    """Wraps a real broker; `fail_place` makes place_order place the order and then raise
+    AmbiguousOrder (the reply was lost), or raise without placing (`lose_order`)."""
+
+    def __init__(self, inner, fail_place=False, lose_order=False):
+        self.inner, self.fail_place, self.lose_order = inner, fail_place, lose_order
+        self.place_calls = 0
+        self.name = "scripted"
+        self.on_place = None
+
+    def place_order(self, req):
+        self.place_calls += 1
+        if self.on_place:
+            self.on_place(req)
+        if self.lose_order:
+            raise AmbiguousOrder("read timeout after send")
+        ack = self.inner.place_order(req)
+        if self.fail_place:
+            raise AmbiguousOrder("empty body from placeOrder")
+        return ack
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
