@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -244,6 +245,8 @@ def _convert(path: str, value: Any, typ: Any) -> Any:
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: must be a number, got {value!r}")
+        if not math.isfinite(value):  # TOML allows nan/inf; NaN passes every range check
+            raise ConfigError(f"{path}: must be a finite number, got {value!r}")
         return float(value)
     if typ is str:
         if not isinstance(value, str):
@@ -258,7 +261,7 @@ def _convert(path: str, value: Any, typ: Any) -> Any:
         except (ValueError, TypeError):
             raise ConfigError(f"{path}: must be a time HH:MM, got {value!r}") from None
     if typ is date:
-        if isinstance(value, date):
+        if isinstance(value, date) and not isinstance(value, datetime):  # a datetime never == a date
             return value
         try:
             return date.fromisoformat(str(value))
