@@ -59,3 +59,51 @@ def rebuild(journal, day: date) -> Recovered:
                            "WHERE trading_day = ? AND status = 'closed'", (d,))[0]
     rec.closed_trades, rec.realized_net = closed[0], round(closed[1], 2)
     return rec
+
+
+# --- reconciliation with the broker ---------------------------------------------------------------
+@dataclass(frozen=True)
+class ReconRow:
+    token: str
+    symbol: str
+    journal_qty: int
+    broker_qty: int
+    verdict: str  # ok | quantity_mismatch | unknown_broker_position | missing_at_broker
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "ok"
+
+
+def compare_positions(journal_open: list[dict], broker_positions: list) -> list[ReconRow]:
+    """Journal open quantities vs the broker's signed net quantities, per token. Pure."""
+    mine: dict[str, tuple[str, int]] = {}
+    for p in journal_open:
+        sym, qty = mine.get(p["token"], (p["symbol"], 0))
+        mine[p["token"]] = (sym, qty + int(p["open_qty"]))
+    theirs: dict[str, tuple[str, int]] = {}
+    for b in broker_positions:
+        sym, qty = theirs.get(b.token, (b.symbol, 0))
+        theirs[b.token] = (sym, qty + int(b.net_qty))
+    rows = []
+    for token in sorted(set(mine) | {t for t, (_, q) in theirs.items() if q != 0}):
+        sym, jq = mine.get(token, (theirs.get(token, ("?", 0))[0], 0))
+        bq = theirs.get(token, (sym, 0))[1]
+        if jq == bq:
+            verdict = "ok"
+        elif jq == 0:
+            verdict = "unknown_broker_position"
+        elif bq == 0:
+            verdict = "missing_at_broker"
+        else:
+            verdict = "quantity_mismatch"
+        rows.append(ReconRow(token, sym, jq, bq, verdict))
+    return rows
+
+
+def render_recon(rows: list[ReconRow]) -> str:
+    from tabulate import tabulate
+    if not rows:
+        return "reconciliation: no open positions in the journal or at the broker"
+    return tabulate([[r.token, r.symbol, r.journal_qty, r.broker_qty, r.verdict] for r in rows],
+                    headers=["token", "symbol", "journal qty", "broker qty", "verdict"])
