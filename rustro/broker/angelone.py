@@ -15,8 +15,8 @@ from urllib.parse import quote as urlquote
 
 from rustro.broker import ratelimit as rl
 from rustro.broker.angelone_parse import (angel_minute, candle_chunks, interval_length, num,
-                                          parse_candle, parse_fill, parse_funds, parse_order,
-                                          parse_position, parse_quote, rows)
+                                          parse_candles, parse_fill, parse_funds, parse_order,
+                                          parse_position, parse_quotes, rows)
 from rustro.broker.angelone_session import (CANCEL_ORDER, CANDLES, LTP, MODIFY_ORDER,
                                             ORDER_BOOK, ORDER_DETAILS, PLACE_ORDER, POSITION,
                                             QUOTE, RMS, TRADE_BOOK, EventSink, SmartApiSession)
@@ -123,26 +123,27 @@ class AngelOneBroker:
 
     def order_details(self, unique_order_id: str) -> BrokerOrder:
         uid = _need(unique_order_id, "unique_order_id")
-        data = self.session.call(ORDER_DETAILS, suffix=urlquote(uid, safe=""))
-        if not isinstance(data, dict):
-            raise BrokerError(f"{ORDER_DETAILS.name}: no order row for uniqueorderid {uid!r}")
-        return parse_order(data, ORDER_DETAILS.name)
+        def parse(data: object) -> BrokerOrder:
+            if not isinstance(data, dict):
+                raise BrokerError(f"{ORDER_DETAILS.name}: no order row for uniqueorderid {uid!r}")
+            return parse_order(data, ORDER_DETAILS.name)
+        return self.session.call(ORDER_DETAILS, suffix=urlquote(uid, safe=""), parse=parse)
 
     def order_book(self) -> list[BrokerOrder]:
-        data = self.session.call(ORDER_BOOK)
-        return [parse_order(r, ORDER_BOOK.name) for r in rows(data, ORDER_BOOK.name)]
+        return self.session.call(ORDER_BOOK, parse=lambda data: [
+            parse_order(r, ORDER_BOOK.name) for r in rows(data, ORDER_BOOK.name)])
 
     def trade_book(self) -> list[Fill]:
-        data = self.session.call(TRADE_BOOK)
         day = self.session.trading_day()
-        return [parse_fill(r, TRADE_BOOK.name, day) for r in rows(data, TRADE_BOOK.name)]
+        return self.session.call(TRADE_BOOK, parse=lambda data: [
+            parse_fill(r, TRADE_BOOK.name, day) for r in rows(data, TRADE_BOOK.name)])
 
     def positions(self) -> list[BrokerPosition]:
-        data = self.session.call(POSITION)
-        return [parse_position(r, POSITION.name) for r in rows(data, POSITION.name)]
+        return self.session.call(POSITION, parse=lambda data: [
+            parse_position(r, POSITION.name) for r in rows(data, POSITION.name)])
 
     def funds(self) -> Funds:
-        return parse_funds(self.session.call(RMS), RMS.name)
+        return self.session.call(RMS, parse=lambda data: parse_funds(data, RMS.name))
 
 
 def _need(value: str, name: str) -> str:
@@ -205,9 +206,10 @@ class AngelOneMarketData:
 
     # ---- prices -----------------------------------------------------------------------------
     def ltp(self, exchange: str, token: str) -> float:
-        data = self.session.call(LTP, {"exchange": exchange, "tradingsymbol":
-                                       self._symbol(exchange, token), "symboltoken": token})
-        return num(data if isinstance(data, dict) else {}, "ltp", LTP.name)
+        body = {"exchange": exchange, "tradingsymbol": self._symbol(exchange, token),
+                "symboltoken": token}
+        return self.session.call(LTP, body, parse=lambda data: num(
+            data if isinstance(data, dict) else {}, "ltp", LTP.name))
 
     def vix(self) -> float:
         return self.ltp("NSE", VIX_TOKEN)
@@ -217,16 +219,9 @@ class AngelOneMarketData:
         out: dict[str, Quote] = {}
         for i in range(0, len(tokens), QUOTE_BATCH):
             batch = list(tokens[i:i + QUOTE_BATCH])
-            data = self.session.call(QUOTE, {"mode": "FULL", "exchangeTokens": {exchange: batch}})
-            fetched = data.get("fetched") if isinstance(data, dict) else None
-            if not isinstance(fetched, list):
-                raise BrokerError(f"{QUOTE.name}: field 'fetched' missing or not a list")
-            now = self.clock.now()
-            for row in fetched:
-                if not isinstance(row, dict):
-                    raise BrokerError(f"{QUOTE.name}: fetched row is not an object")
-                q = parse_quote(row, QUOTE.name, now)
-                out[q.token] = q
+            got = self.session.call(QUOTE, {"mode": "FULL", "exchangeTokens": {exchange: batch}},
+                                    parse=lambda d: parse_quotes(d, QUOTE.name, self.clock.now()))
+            out.update((q.token, q) for q in got)
         return out
 
     def quote(self, exchange: str, token: str) -> Quote:
@@ -242,16 +237,13 @@ class AngelOneMarketData:
         start, end, now = ist(start), ist(end), self.clock.now()
         bars: dict[datetime, Bar] = {}
         for lo, hi in candle_chunks(interval, start, min(end, now)):
-            data = self.session.call(CANDLES, {
+            got = self.session.call(CANDLES, {
                 "exchange": exchange, "symboltoken": token, "interval": interval,
                 "fromdate": angel_minute(lo),  # Angel wants from < to, at minute resolution
-                "todate": angel_minute(max(hi, lo + timedelta(minutes=1)))})
-            if data is not None and not isinstance(data, list):
-                raise BrokerError(f"{CANDLES.name}: data is not a list of candles")
-            for row in data or []:
-                bar = parse_candle(row, CANDLES.name)
-                if start <= bar.start < end and bar.start + length <= now:
-                    bars[bar.start] = bar
+                "todate": angel_minute(max(hi, lo + timedelta(minutes=1)))},
+                parse=lambda d: parse_candles(d, CANDLES.name))
+            bars.update((b.start, b) for b in got if start <= b.start < end
+                        and b.start + length <= now)
         return [bars[t] for t in sorted(bars)]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, time, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from rustro.broker.base import (AuthExpired, BrokerError, BrokerOrder, BrokerPosition, Fill,
                                 Funds, OrderRejected, RateLimited, TransientError)
@@ -54,8 +54,7 @@ def classify_code(route: str, code: str, message: str, order_route: bool) -> Bro
     return (OrderRejected if order_route else BrokerError)(text, code)
 
 
-def parse_response(route: str, http_status: int, body: str, order_route: bool = False,
-                   redact: Callable[[str], str] = str) -> Any:
+def parse_response(route: str, http_status: int, body: str, order_route: bool = False) -> Any:
     """`data` of a successful answer, or the right BrokerError for any of the three dialects."""
     if http_status == 429 or (http_status == 403 and RATE_LIMIT_TEXT in body.lower()):
         raise RateLimited(f"{route}: HTTP {http_status} access rate exceeded")
@@ -66,7 +65,7 @@ def parse_response(route: str, http_status: int, body: str, order_route: bool = 
     except ValueError:
         kind = "HTML page" if body.lstrip()[:1] == "<" else "non-JSON body"
         raise TransientError(f"{route}: {kind} (HTTP {http_status}): "
-                             f"{redact(_snippet(body))}") from None
+                             f"{_snippet(body)}") from None
     if isinstance(env, dict) and "status" in env:       # normal dialect
         ok, code = parse_bool(env["status"], "status", route), env.get("errorcode")
     elif isinstance(env, dict) and "success" in env:    # gateway dialect
@@ -75,9 +74,9 @@ def parse_response(route: str, http_status: int, body: str, order_route: bool = 
         raise TransientError(f"{route}: HTTP {http_status} without an envelope")
     else:
         raise BrokerError(f"{route}: unrecognised response (HTTP {http_status}): "
-                          f"{redact(_snippet(body))}")
+                          f"{_snippet(body)}")
     if not ok:
-        raise classify_code(route, str(code or ""), redact(str(env.get("message") or "")),
+        raise classify_code(route, str(code or ""), str(env.get("message") or ""),
                             order_route)
     data = env.get("data")
     return None if data in ("null", "") else data
@@ -210,6 +209,20 @@ def parse_quote(row: dict, route: str, now: datetime) -> Quote:
     return Quote(token=text(row, "symbolToken", route), ltp=num(row, "ltp", route),
                  bid=best("buy"), ask=best("sell"),
                  ts=angel_time(feed, "exchFeedTime", route) or now)
+
+
+def parse_quotes(data: Any, route: str, now: datetime) -> list[Quote]:
+    """The `fetched` rows of a quote answer (`unfetched` tokens are simply absent)."""
+    fetched = data.get("fetched") if isinstance(data, dict) else None
+    if not isinstance(fetched, list) or not all(isinstance(r, dict) for r in fetched):
+        raise BrokerError(f"{route}: field 'fetched' missing or not a list of rows")
+    return [parse_quote(r, route, now) for r in fetched]
+
+
+def parse_candles(data: Any, route: str) -> list[Bar]:
+    if data is not None and not isinstance(data, list):
+        raise BrokerError(f"{route}: data is not a list of candles")
+    return [parse_candle(r, route) for r in data or []]
 
 
 def parse_candle(row: Any, route: str) -> Bar:

@@ -103,6 +103,7 @@ class SmartApiSession:
             "X-UserType": "USER", "X-SourceID": "WEB", "X-ClientLocalIP": local_ip,
             "X-ClientPublicIP": public_ip, "X-MACAddress": mac_address or _mac_address()}
         self.jwt = self.refresh_token = self.feed_token = ""
+        self._seen_tokens: set[str] = set()  # every token this process held: all redacted
         self._auth_lock = threading.RLock()  # one login / refresh in flight
 
     # ---- plumbing -------------------------------------------------------------------------
@@ -112,9 +113,8 @@ class SmartApiSession:
     def redact(self, message: str) -> str:
         """Secrets and live tokens out of any text that may reach a log, event or exception."""
         message = self.secrets.redact(message)
-        for token in (self.jwt, self.refresh_token, self.feed_token):
-            if token:
-                message = message.replace(token, "***")
+        for token in self._seen_tokens:
+            message = message.replace(token, "***")
         return message
 
     def emit(self, kind: str, **payload: Any) -> None:
@@ -144,16 +144,33 @@ class SmartApiSession:
         except requests.exceptions.RequestException as exc:
             raise _transient(f"{route.name}: connection failed ({type(exc).__name__})",
                              True) from None
-        return parse_response(route.name, resp.status_code, resp.text,
-                              order_route=route.kind in (ORDER, PLACE), redact=self.redact)
+        try:
+            return parse_response(route.name, resp.status_code, resp.text,
+                                  order_route=route.kind in (ORDER, PLACE))
+        except BrokerError as err:
+            raise self._scrub(err) from None
+
+    def _scrub(self, err: BrokerError) -> BrokerError:
+        """`err` with any secret or token in its text masked (same type, code and flags)."""
+        clean = self.redact(err.text)
+        if clean == err.text:
+            return err
+        out = type(err)(clean, err.code)
+        out.__dict__.update({k: v for k, v in err.__dict__.items() if k not in ("text", "code")})
+        return out
 
     def _report(self, route: Route, err: BrokerError, attempt: int) -> None:
         self.emit("broker_error", route=route.name, error=type(err).__name__, code=err.code,
                    message=err.text, attempt=attempt)
 
     # ---- the one call path ----------------------------------------------------------------
-    def call(self, route: Route, body: Any = None, suffix: str = "") -> Any:
-        """`data` of `route`'s answer, with the module's retry policy applied."""
+    def call(self, route: Route, body: Any = None, suffix: str = "",
+             parse: Callable[[Any], Any] | None = None) -> Any:
+        """`route`'s `data` (through `parse` if given), with the module's retry policy applied.
+
+        A BrokerError from `parse` (a missing or garbage field) is journaled and raised, scrubbed
+        of secrets like every other error; it is never retried.
+        """
         if route.kind != AUTH and not self.jwt:
             self.login()
         reauthed, rate_tries, transient_tries, attempt = False, 0, 0, 0
@@ -161,13 +178,13 @@ class SmartApiSession:
             attempt += 1
             jwt_used = self.jwt
             try:
-                return self._send_once(route, body, suffix)
+                data = self._send_once(route, body, suffix)
             except RateLimited:
                 rate_tries += 1
                 delay = self.backoff_sec * 2 ** (rate_tries - 1)
                 self.limiter.backoff(route.group, delay)
                 self.emit("rate_limited", route=route.name, group=route.group,
-                           attempt=attempt, backoff_sec=delay)
+                          attempt=attempt, backoff_sec=delay)
                 if rate_tries >= self.rate_limit_tries:
                     raise
             except AuthExpired as err:
@@ -188,6 +205,15 @@ class SmartApiSession:
             except BrokerError as err:
                 self._report(route, err, attempt)
                 raise
+            else:
+                if parse is None:
+                    return data
+                try:
+                    return parse(data)
+                except BrokerError as err:
+                    clean = self._scrub(err)
+                    self._report(route, clean, attempt)
+                    raise clean from None
 
     # ---- auth -----------------------------------------------------------------------------
     def login(self, force: bool = False) -> None:
@@ -244,6 +270,7 @@ class SmartApiSession:
         self.jwt = jwt.removeprefix("Bearer ").strip()
         self.refresh_token = text(data, "refreshToken", route.name)
         self.feed_token = str(data.get("feedToken") or self.feed_token)
+        self._remember_tokens()
         self._save_cache()
 
     # ---- token cache: JSON, mode 0600, valid for one trading day and one account ----------
@@ -276,7 +303,11 @@ class SmartApiSession:
             return False
         self.jwt, self.refresh_token = str(cached["jwt"]), str(cached.get("refresh") or "")
         self.feed_token = str(cached.get("feed") or "")
+        self._remember_tokens()
         return True
+
+    def _remember_tokens(self) -> None:
+        self._seen_tokens.update(t for t in (self.jwt, self.refresh_token, self.feed_token) if t)
 
     # ---- plain downloads (the instrument master: no auth, no rate limit) ------------------
     def download(self, url: str, dest: Path, what: str) -> None:
