@@ -9,13 +9,14 @@ import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
 import responses
 from freezegun import freeze_time
 
-from rustro.broker.angelone import AngelOneBroker, AngelOneMarketData, connect
+from rustro.broker.angelone import AngelOneBroker, AngelOneMarketData, build_angel, connect
 from rustro.broker.angelone_session import SmartApiSession
 from rustro.broker.base import (AmbiguousOrder, AuthExpired, BrokerError, OrderRejected,
                                 OrderRequest, RateLimited, TransientError)
@@ -179,6 +180,8 @@ ROUTES = {
                lambda e: e.broker.cancel_order("260106000000970"), lambda r: r is None),
 }
 ORDER_ROUTES = {"modify", "cancel"}
+ROUTES_NAME_RE = ("getRMS|getOrderBook|orderDetails|getTradeBook|getPosition|getLtpData|quote|"
+                  "getCandleData|modifyOrder|cancelOrder")
 FAULTS = {
     "empty body": dict(body=""),
     "HTTP 400 empty body": dict(body="", status=400),
@@ -260,9 +263,6 @@ def test_rate_limit_gives_up_after_three_tries(live, name):
     assert len(live.calls(key)) == 3
     assert [p["backoff_sec"] for k, p in live.events if k == "rate_limited"] == [1, 2, 4]
 
-
-ROUTES_NAME_RE = ("getRMS|getOrderBook|orderDetails|getTradeBook|getPosition|getLtpData|quote|"
-                  "getCandleData|modifyOrder|cancelOrder")
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -457,9 +457,7 @@ def test_funds_need_cash_but_tolerate_null_others(live):
     live.add("GET", "rms", ok(dict(RMS_DATA, net=None, utiliseddebits=None)))
     f = live.broker.funds()
     assert (f.available_cash, f.net, f.utilised) == (100000.0, 0.0, 0.0)
-    live.add("GET", "rms", ok(dict(RMS_DATA, availablecash=None)))
     live.rsps.replace("GET", BASE + P["rms"], body=ok(dict(RMS_DATA, availablecash=None)))
-    live.clock.advance(1)
     with pytest.raises(BrokerError, match="getRMS.*availablecash"):
         live.broker.funds()
 
@@ -791,8 +789,29 @@ def test_secrets_never_appear_in_exceptions_or_events(env):
 # ---- assembly --------------------------------------------------------------------------------
 def test_connect_builds_one_shared_session_from_config(tmp_path):
     clock = VirtualClock(T0)
-    broker, md = connect(Config(), SECRETS, clock, master_dir=tmp_path)
+    broker, md = connect(Config(), SECRETS, clock, home=tmp_path)
     assert broker.session is md.session
     assert broker.session.base_url == "https://apiconnect.angelone.in"
     assert broker.session.limiter.limits["quote"][0] == (1.0, 1)
+    assert broker.session.limiter.margin == 0.05
+    assert broker.session.token_cache_path == tmp_path / ".token_cache.json"
+    assert md.master_dir == tmp_path / "cache"
     assert broker.name == "angelone"
+
+
+def test_build_angel_journals_broker_events(tmp_path):
+    class Journal:
+        path = tmp_path / "journal.sqlite"
+        events: list = []
+
+        def record(self, kind, payload):
+            self.events.append((kind, payload))
+
+    svc = SimpleNamespace(cfg=Config(), clock=VirtualClock(T0), journal=Journal())
+    market, broker = build_angel(svc, SECRETS)
+    assert isinstance(market, AngelOneMarketData) and isinstance(broker, AngelOneBroker)
+    with responses.RequestsMock() as rsps:
+        rsps.add("POST", "https://apiconnect.angelone.in" + P["login"], body=ok(TOKENS_1))
+        broker.login()
+    assert Journal.events == [("login", {"source": "totp", "trading_day": "2026-01-06"})]
+    assert (tmp_path / ".token_cache.json").is_file()

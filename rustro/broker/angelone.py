@@ -123,10 +123,12 @@ class AngelOneBroker:
 
     def order_details(self, unique_order_id: str) -> BrokerOrder:
         uid = _need(unique_order_id, "unique_order_id")
+
         def parse(data: object) -> BrokerOrder:
             if not isinstance(data, dict):
                 raise BrokerError(f"{ORDER_DETAILS.name}: no order row for uniqueorderid {uid!r}")
             return parse_order(data, ORDER_DETAILS.name)
+
         return self.session.call(ORDER_DETAILS, suffix=urlquote(uid, safe=""), parse=parse)
 
     def order_book(self) -> list[BrokerOrder]:
@@ -248,15 +250,28 @@ class AngelOneMarketData:
 
 
 def connect(cfg: Config, secrets: Secrets, clock: Clock, on_event: EventSink | None = None,
-            master_dir: str | os.PathLike = ".") -> tuple[AngelOneBroker, AngelOneMarketData]:
-    """The broker and market data for a paper or live run, sharing one session and limiter."""
-    b = cfg.broker
-    limiter = rl.RateLimiter(clock, rl.default_limits(b.quote_per_sec))
+            home: str | os.PathLike = ".") -> tuple[AngelOneBroker, AngelOneMarketData]:
+    """The broker and market data for a paper or live run, sharing one session and limiter.
+
+    A relative token cache path is taken under `home`; the instrument master is cached in
+    `home`/cache.
+    """
+    b, home = cfg.broker, Path(home)
+    # 50 ms on every wait: our send time is not the gateway's arrival time
+    limiter = rl.RateLimiter(clock, rl.default_limits(b.quote_per_sec), margin=0.05)
     session = SmartApiSession(b.base_url, secrets, clock, limiter, b.timeout_sec,
-                              token_cache_path=b.token_cache, on_event=on_event)
+                              token_cache_path=home / b.token_cache, on_event=on_event)
     return AngelOneBroker(session), AngelOneMarketData(session, b.instrument_master_url,
-                                                       master_dir)
+                                                       home / "cache")
 
 
-__all__ = ["AngelOneBroker", "AngelOneMarketData", "SmartApiSession", "connect", "order_body",
-           "validate_order"]
+def build_angel(svc, secrets: Secrets) -> tuple[AngelOneMarketData, AngelOneBroker]:
+    """What rustro.desk wires for paper and live: broker events journaled, caches beside it."""
+    broker, market = connect(svc.cfg, secrets, svc.clock,
+                             on_event=lambda kind, payload: svc.journal.record(kind, payload),
+                             home=Path(svc.journal.path).parent)
+    return market, broker
+
+
+__all__ = ["AngelOneBroker", "AngelOneMarketData", "SmartApiSession", "build_angel", "connect",
+           "order_body", "validate_order"]

@@ -8,9 +8,9 @@ the rate limiter in front of every call, and one retry policy:
   request reaches the order system, so nothing was placed and a resend with the same tag is safe.
 - AG8001/AG8002/AB1010/AB8050/...: refresh (or log in again) once, then retry once. Also safe for
   order routes: an invalid token is refused at the gateway, before the order system.
-- Timeout / connection error / 5xx / empty or HTML body: reads are retried once; order actions are
-  not; placeOrder raises AmbiguousOrder (the broker resolves it by tag), except a connect timeout,
-  where no byte left this machine.
+- Timeout / connection error / 5xx / empty or HTML body / the AB1004-AB2000-AB2001 catch-alls:
+  reads are retried once; modify and cancel are not; placeOrder raises AmbiguousOrder (the broker
+  resolves it by tag), except after a connect timeout, when no byte left this machine.
 """
 from __future__ import annotations
 
