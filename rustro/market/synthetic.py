@@ -1,0 +1,370 @@
+"""The built-in synthetic market: a seeded, clock-bound `MarketData` for sim and backtests.
+
+Deterministic per (seed, date, overrides): every series is generated on demand from numpy
+Generators keyed by SHA-256 of (seed, name, date or year) and kept in a small in-memory LRU,
+never on disk. See synthetic_paths for how days chain into a continuous multi-year path.
+
+What the clock may see (no look-ahead): path point k of a day is the price at 09:15 + k minutes,
+i.e. the close of minute bar k-1. `ltp`/`quote`/`vix` return the point of the last *completed*
+minute (the day's open from 09:15:00 exactly), so the price steps once a minute; before 09:15 and on
+closed days they return the previous session's close. Quote.ts is that minute's instant.
+`candles` returns only bars whose end <= clock.now(); the daily bar (stamped 00:00 IST, as Angel's
+API does) appears once the session has closed at 15:30.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from datetime import date, datetime, time, timedelta
+
+import numpy as np
+
+from ..calendar import TradingCalendar, at
+from ..clock import Clock, ist
+from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, TICK, Bar, Quote, round_to_tick
+from .options import (black76, implied_vol_from_vix, option_quote_from_price, round_array_to_tick,
+                      time_to_expiry)
+from .synthetic_contracts import Contract, contract_row, decode_token, index_rows, listed_contracts
+from .synthetic_paths import (ANCHOR_YEAR, INDICES, N_MIN, SESSION_OPEN, U_SHAPE, VIX_MEAN, VIX_NAME,
+                              VIX_TOKEN, DayScenario, DaySeries, YearPath, follower_year,
+                              index_minutes, market_year, spike_schedule, stable_rng,
+                              target_level, vix_minutes)
+
+RATE = 0.065                 # carry / discount rate for futures and Black-76
+FUT_HALF_SPREAD = 0.00002    # futures quote: half-spread as a fraction of price (>= one tick)
+MINUTE_YEARS = 1.0 / (365.0 * 24 * 60)
+_INDEX_BY_TOKEN = {s.token: s.name for s in INDICES.values()}
+_INDEX_BY_TOKEN[VIX_TOKEN] = VIX_NAME
+INTERVALS = (ONE_MINUTE, ONE_HOUR, ONE_DAY)
+
+
+class UnknownInstrument(LookupError):
+    """A token this market does not list (or asked on the wrong exchange)."""
+
+
+class _LRU(OrderedDict):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return self.put(key, make())
+
+    def put(self, key, value):
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+_SHARED_YEARS = _LRU(512)  # override-free year paths, shared by markets of the same seed+calendar
+
+
+class SyntheticMarket:
+    """MarketData over seeded synthetic NSE indices, India VIX, index futures and options."""
+
+    def __init__(self, clock: Clock, seed: int, underlyings=("NIFTY",),
+                 calendar: TradingCalendar | None = None,
+                 overrides: dict[date, DayScenario] | None = None,
+                 rate: float = RATE, cache_days: int = 8):
+        for u in underlyings:
+            if u not in INDICES:
+                raise ValueError(f"SyntheticMarket: unknown underlying {u!r} (known: {sorted(INDICES)})")
+        for d, sc in (overrides or {}).items():
+            if not isinstance(d, date) or isinstance(d, datetime) or not isinstance(sc, DayScenario):
+                raise ValueError(f"SyntheticMarket.overrides: key {d!r} must be a date mapped to a "
+                                 f"DayScenario, got {type(sc).__name__}")
+        self.clock = clock
+        self.seed = int(seed)
+        self.underlyings = tuple(underlyings)
+        self.cal = calendar or TradingCalendar()
+        self.overrides = dict(overrides or {})
+        self.rate = rate
+        self._years: dict[tuple[str, int], YearPath] = {}
+        self._first_override_year = min((d.year for d in self.overrides), default=10_000)
+        self._cal_key = (frozenset(self.cal.holidays), frozenset(self.cal.special_sessions))
+        self._spikes: dict[int, dict] = {}
+        self._year_days: dict[int, list[date]] = {}
+        self._series = _LRU(6 * cache_days)
+        self._options = _LRU(512)
+        self._master: tuple[date, list[dict]] | None = None
+
+    # ------------------------------------------------------------ daily level (cheap)
+    def _days_of(self, year: int) -> list[date]:
+        if year not in self._year_days:
+            self._year_days[year] = self.cal.trading_days(date(year, 1, 1), date(year, 12, 31))
+        return self._year_days[year]
+
+    def _spikes_of(self, year: int) -> dict:
+        if year not in self._spikes:
+            self._spikes[year] = spike_schedule(self.seed, year, self._days_of(year), self.overrides)
+        return self._spikes[year]
+
+    def _path(self, name: str, year: int) -> YearPath:
+        if year < ANCHOR_YEAR:
+            raise ValueError(f"synthetic market starts in {ANCHOR_YEAR}; {name} {year} asked")
+        for y in range(ANCHOR_YEAR, year + 1):
+            if (name, y) not in self._years:
+                self._build_year(name, y)
+        return self._years[(name, year)]
+
+    def _build_year(self, name: str, y: int) -> None:
+        """Year paths depend only on (seed, calendar, earlier years, overrides): years before the
+        first override are shared across instances, so short-lived markets start fast."""
+        shared = y < self._first_override_year
+        names = ("NIFTY", VIX_NAME) if name in ("NIFTY", VIX_NAME) else (name,)
+        keys = [(self.seed, self._cal_key, n, y) for n in names]
+        if shared and all(k in _SHARED_YEARS for k in keys):
+            for n, k in zip(names, keys):
+                self._years[(n, y)] = _SHARED_YEARS[k]
+            return
+        self._generate_year(name, y)
+        if shared:
+            for n, k in zip(names, keys):
+                _SHARED_YEARS.put(k, self._years[(n, y)])
+
+    def _generate_year(self, name: str, y: int) -> None:
+        first = date(y, 1, 1)
+        if name in ("NIFTY", VIX_NAME):
+            prev = ((self._years[("NIFTY", y - 1)].close[-1], self._years[("NIFTY", y - 1)].regime[-1],
+                     self._years[(VIX_NAME, y - 1)].close[-1]) if y > ANCHOR_YEAR
+                    else (target_level(INDICES["NIFTY"], first), "range", VIX_MEAN))
+            nifty, vix = market_year(self.seed, y, self._days_of(y), prev, self.overrides,
+                                     self._spikes_of(y))
+            self._years[("NIFTY", y)], self._years[(VIX_NAME, y)] = nifty, vix
+            return
+        spec = INDICES[name]
+        last = self._years.get((name, y - 1))
+        prev = (last.close[-1], last.regime[-1]) if last else (target_level(spec, first), "range")
+        self._years[(name, y)] = follower_year(
+            self.seed, spec, y, self._days_of(y), prev, self.overrides, self._spikes_of(y),
+            self._path("NIFTY", y), self._path(VIX_NAME, y))
+
+    def daily_ohlc(self, name: str, d: date) -> tuple[float, float, float, float]:
+        """(open, high, low, close) of an index ('NIFTY', ..., 'INDIA VIX') on a trading day."""
+        self._require_trading(d)
+        return self._path(name, d.year).ohlc(d)
+
+    def regime(self, name: str, d: date) -> str:
+        """'trend_up' | 'trend_down' | 'range': the hidden regime the day was generated with."""
+        self._require_trading(d)
+        p = self._path(name, d.year)
+        return p.regime[p.pos[d]]
+
+    def _require_trading(self, d: date) -> None:
+        if not self.cal.is_trading_day(d):
+            raise ValueError(f"{d} is not a trading day ({self.cal.closed_reason(d)})")
+
+    # ------------------------------------------------------------ minute level (per day, cached)
+    def _spot_day(self, name: str, d: date) -> DaySeries:
+        def make():
+            p = self._path(name, d.year)
+            i = p.pos[d]
+            spike = self._spikes_of(d.year).get(d)
+            return index_minutes(self.seed, name, d, p.ohlc(d), p.regime[i], p.sigma[i],
+                                 spike.minute if spike else None)
+        return self._series.get_or(("spot", name, d), make)
+
+    def _vix_day(self, d: date) -> DaySeries:
+        return self._series.get_or(("vix", d), lambda: vix_minutes(
+            self.seed, d, self._path(VIX_NAME, d.year).ohlc(d), self._spot_day("NIFTY", d).points,
+            self._spikes_of(d.year).get(d)))
+
+    def _years_left(self, c: Contract, d: date) -> np.ndarray:
+        """Time to expiry at each path point of day d (09:15 + k minutes), in years."""
+        t0 = time_to_expiry(at(d, SESSION_OPEN), c.expiry)
+        return np.maximum(0.0, t0 - np.arange(N_MIN + 1) * MINUTE_YEARS)
+
+    def _future_day(self, c: Contract, d: date) -> DaySeries:
+        def make():
+            s = self._spot_day(c.underlying, d)
+            fac = np.exp(self.rate * self._years_left(c, d))
+            mid = (fac[:-1] + fac[1:]) / 2
+            pts = round_array_to_tick(s.points * fac)
+            o, cl = pts[:-1], pts[1:]
+            hi = np.maximum(round_array_to_tick(s.high * mid), np.maximum(o, cl))
+            lo = np.minimum(round_array_to_tick(s.low * mid), np.minimum(o, cl))
+            lam = 40.0 * U_SHAPE ** 2 * (1.0 if c.expiry == self._near_month(c.underlying, d) else 0.1)
+            vol = c.lot_size * (1 + stable_rng(self.seed, c.token, d).poisson(lam))
+            return DaySeries(d, pts, o, hi, lo, cl, vol.astype(float))
+        return self._series.get_or(("fut", c.token, d), make)
+
+    def _near_month(self, underlying: str, d: date) -> date:
+        e = self.cal.monthly_expiry(d.year, d.month)
+        if e < d:
+            e = self.cal.monthly_expiry(d.year + (d.month == 12), d.month % 12 + 1)
+        return e
+
+    def _option_prices(self, c: Contract, spot, vix, t):
+        fwd = spot * np.exp(self.rate * t)
+        iv = implied_vol_from_vix(vix, c.strike, fwd, t)
+        raw = black76(fwd, c.strike, t, iv, self.rate, c.kind == "CE")
+        return raw, np.where(np.asarray(t) > 0, np.maximum(round_array_to_tick(raw), TICK),
+                             round_array_to_tick(raw))
+
+    def _option_day(self, c: Contract, d: date) -> DaySeries:
+        def make():
+            s, v = self._spot_day(c.underlying, d), self._vix_day(d)
+            t = self._years_left(c, d)
+            tm = (t[:-1] + t[1:]) / 2
+            up, down = (s.high, s.low) if c.kind == "CE" else (s.low, s.high)
+            _, pts = self._option_prices(c, s.points, v.points, t)
+            o, cl = pts[:-1], pts[1:]
+            hi = np.maximum(self._option_prices(c, up, v.high, tm)[1], np.maximum(o, cl))
+            lo = np.minimum(self._option_prices(c, down, v.low, tm)[1], np.minimum(o, cl))
+            m = abs(math.log(c.strike / s.points[0]))
+            lam = 60.0 * U_SHAPE ** 2 * math.exp(-30.0 * m)
+            vol = c.lot_size * (1 + stable_rng(self.seed, c.token, d).poisson(lam))
+            return DaySeries(d, pts, o, hi, lo, cl, vol.astype(float))
+        return self._options.get_or((c.token, d), make)
+
+    # ------------------------------------------------------------ token resolution
+    def _resolve(self, exchange: str, token: str):
+        """(kind, name-or-contract) for a token, checking the exchange segment."""
+        if token in _INDEX_BY_TOKEN:
+            if exchange != "NSE":
+                raise UnknownInstrument(f"token {token} is an NSE index, not on exchange {exchange!r}")
+            name = _INDEX_BY_TOKEN[token]
+            return ("vix", name) if name == VIX_NAME else ("spot", name)
+        try:
+            c = decode_token(token)
+        except ValueError:
+            raise UnknownInstrument(f"unknown token {token!r} on exchange {exchange!r}") from None
+        if exchange != "NFO":
+            raise UnknownInstrument(f"token {token} ({c.symbol}) is on NFO, not {exchange!r}")
+        if c.underlying not in self.underlyings:
+            raise UnknownInstrument(f"token {token} ({c.symbol}): {c.underlying} is not listed here")
+        return ("opt" if c.is_option else "fut"), c
+
+    def _day_series(self, kind: str, ref, d: date) -> DaySeries:
+        if kind == "spot":
+            return self._spot_day(ref, d)
+        if kind == "vix":
+            return self._vix_day(d)
+        if kind == "fut":
+            return self._future_day(ref, d)
+        return self._option_day(ref, d)
+
+    def _last_day(self, kind: str, ref) -> date | None:
+        """Last trading day an instrument has data for (its expiry for derivatives)."""
+        if kind in ("spot", "vix"):
+            return None
+        e = ref.expiry
+        return e if self.cal.is_trading_day(e) else self.cal.previous_trading_day(e)
+
+    # ------------------------------------------------------------ MarketData
+    def _as_of(self, now: datetime) -> tuple[date, int]:
+        """(trading day, path point) of the latest price known at `now`."""
+        d = now.date()
+        if self.cal.is_trading_day(d):
+            k = math.floor((now - at(d, SESSION_OPEN)).total_seconds() / 60.0)
+            if k >= 0:
+                return d, min(k, N_MIN)
+        return self.cal.previous_trading_day(d), N_MIN
+
+    def _value(self, exchange: str, token: str) -> tuple[str, object, date, int, float]:
+        kind, ref = self._resolve(exchange, token)
+        d, k = self._as_of(ist(self.clock.now()))
+        last = self._last_day(kind, ref)
+        if last is not None and d > last:
+            d, k = last, N_MIN  # expired: its final settlement value
+        return kind, ref, d, k, float(self._day_series(kind, ref, d).points[k])
+
+    def ltp(self, exchange: str, token: str) -> float:
+        return self._value(exchange, token)[4]
+
+    def vix(self) -> float:
+        return self.ltp("NSE", VIX_TOKEN)
+
+    def quote(self, exchange: str, token: str) -> Quote:
+        kind, ref, d, k, px = self._value(exchange, token)
+        ts = at(d, SESSION_OPEN) + timedelta(minutes=k)
+        if kind in ("spot", "vix"):
+            return Quote(token, px, px, px, ts)
+        if kind == "fut":
+            half = max(TICK, px * FUT_HALF_SPREAD)
+            return Quote(token, px, round_to_tick(px - half, TICK, "down"),
+                         round_to_tick(px + half, TICK, "up"), ts)
+        spot = float(self._spot_day(ref.underlying, d).points[k])
+        t = float(self._years_left(ref, d)[k])
+        theo, _ = self._option_prices(ref, spot, float(self._vix_day(d).points[k]), t)
+        bid, ask = option_quote_from_price(max(float(theo), 0.0),
+                                           math.log(ref.strike / (spot * math.exp(self.rate * t))))
+        return Quote(token, px, bid, ask, ts)
+
+    def candles(self, exchange: str, token: str, interval: str,
+                start: datetime, end: datetime) -> list[Bar]:
+        if interval not in INTERVALS:
+            raise ValueError(f"candles: interval {interval!r} not one of {INTERVALS}")
+        start, end, now = ist(start), ist(end), ist(self.clock.now())
+        if start >= end:
+            raise ValueError(f"candles: start {start.isoformat()} must be before end {end.isoformat()}")
+        kind, ref = self._resolve(exchange, token)
+        first = max(start.date(), date(ANCHOR_YEAR, 1, 1))
+        last = min(end.date(), now.date())
+        if (cap := self._last_day(kind, ref)) is not None:
+            last = min(last, cap)
+        out: list[Bar] = []
+        for d in self.cal.trading_days(first, last):
+            if interval == ONE_DAY:
+                bar = self._daily_bar(kind, ref, d)
+                if start <= bar.start < end and now >= at(d, time(15, 30)):
+                    out.append(bar)
+            else:
+                out.extend(self._intraday_bars(kind, ref, d, interval, start, end, now))
+        return out
+
+    def _daily_bar(self, kind: str, ref, d: date) -> Bar:
+        midnight = at(d, time(0, 0))
+        if kind in ("spot", "vix"):  # from the year path: no minute data needed
+            return Bar(midnight, *self._path(ref, d.year).ohlc(d), 0.0)
+        s = self._day_series(kind, ref, d)
+        return Bar(midnight, float(s.points[0]), float(s.high.max()), float(s.low.min()),
+                   float(s.points[-1]), float(s.volume.sum()))
+
+    def _intraday_bars(self, kind, ref, d, interval, start, end, now) -> list[Bar]:
+        t0 = at(d, SESSION_OPEN)
+        if now <= t0 or end <= t0 or start >= t0 + timedelta(minutes=N_MIN):
+            return []
+        lo = max(0, math.ceil((start - t0).total_seconds() / 60.0))
+        hi = min(N_MIN, math.ceil((end - t0).total_seconds() / 60.0))
+        done = min(N_MIN, math.floor((now - t0).total_seconds() / 60.0))
+        s = self._day_series(kind, ref, d)
+        if interval == ONE_MINUTE:
+            o, h, l, c, v = (a[lo:min(hi, done)].tolist() for a in (s.open, s.high, s.low, s.close, s.volume))
+            return [Bar(t0 + timedelta(minutes=lo + i), o[i], h[i], l[i], c[i], v[i])
+                    for i in range(len(o))]
+        bars = []
+        for a in range(0, N_MIN, 60):
+            b = min(a + 60, N_MIN)
+            if a < lo or a >= hi or b > done:
+                continue
+            bars.append(Bar(t0 + timedelta(minutes=a), float(s.open[a]), float(s.high[a:b].max()),
+                            float(s.low[a:b].min()), float(s.close[b - 1]), float(s.volume[a:b].sum())))
+        return bars
+
+    # ------------------------------------------------------------ instrument master
+    def instrument_master(self) -> list[dict]:
+        """Rows as of today's pre-open: index rows, then futures and options of each underlying.
+
+        Strikes span +-15 % around the previous session's close (the master is published before
+        the open, so it never reveals today's prices).
+        """
+        today = ist(self.clock.now()).date()
+        if self._master is None or self._master[0] != today:
+            ref_day = self.cal.previous_trading_day(today)
+            rows = index_rows()
+            for u in self.underlyings:
+                spot = self._path(u, ref_day.year).ohlc(ref_day)[3]
+                rows.extend(contract_row(c) for c in listed_contracts(self.cal, u, today, spot))
+            self._master = (today, rows)
+        return [dict(r) for r in self._master[1]]
+
+    def contracts(self, underlying: str) -> list[Contract]:
+        """Today's listed futures and options of one underlying (the master's NFO rows, decoded)."""
+        return [decode_token(r["token"]) for r in self.instrument_master()
+                if r["exch_seg"] == "NFO" and r["name"] == underlying]
