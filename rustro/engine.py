@@ -61,6 +61,7 @@ class TradingDay:
             self.journal.record("recovered", rec.summary(), day=self.day)
             log.info("resumed %s in state %s from %d journal events", self.day, rec.state, rec.events)
         if self.svc.desk is not None:
+            self.svc.desk.bind(self)
             self.svc.desk.restore(rec)
         self.catch_up()
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from .market.instruments import INSTRUMENTS_DDL
+
 TABLES = [
     """CREATE TABLE IF NOT EXISTS events(
         seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, trading_day TEXT NOT NULL,
@@ -44,6 +46,9 @@ TABLES = [
         token TEXT NOT NULL, interval TEXT NOT NULL, start TEXT NOT NULL, open REAL NOT NULL,
         high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL,
         PRIMARY KEY(token, interval, start))""",
+    # A cache, not a projection: the day's parsed instrument master, so a restart does not
+    # download it again. Written in the same transaction as its `instruments_loaded` event.
+    INSTRUMENTS_DDL,
 ]
 
 VIEWS = [

@@ -1,0 +1,158 @@
+"""What the bot knows of the market today, per underlying: contracts, bars, indicator inputs, gaps.
+
+Reads only through a `MarketData` (synthetic, Angel One, or the sandbox), so every mode sees the
+same numbers the same way. Pure computations live in `indicators` and `strategy`; this module
+fetches, windows and notices gaps.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import numpy as np
+
+from .. import indicators
+from ..calendar import at, dte
+from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, Bar
+from .instruments import Instrument, InstrumentMaster
+
+log = logging.getLogger(__name__)
+
+
+class DataGap(RuntimeError):
+    pass
+
+
+@dataclass
+class UnderlyingFeed:
+    name: str
+    spot: Instrument
+    future: Instrument
+    strike_step: int
+    freeze_qty: int
+    hourly: dict[datetime, Bar] = field(default_factory=dict)
+
+    def hourly_arrays(self) -> dict[str, np.ndarray]:
+        bars = [self.hourly[k] for k in sorted(self.hourly)]
+        return {"start": np.array([b.start for b in bars], dtype=object),
+                "high": np.array([b.high for b in bars], dtype=float),
+                "low": np.array([b.low for b in bars], dtype=float),
+                "close": np.array([b.close for b in bars], dtype=float)}
+
+
+@dataclass(frozen=True)
+class HourlyView:
+    """Indicator values on the last closed hourly bar of one underlying."""
+    bar_start: datetime
+    close: float
+    adx: float
+    plus_di: float
+    minus_di: float
+    rsi: float
+    ema: float
+    bars: int
+
+
+class MarketFeed:
+    def __init__(self, market, clock, cfg, master: InstrumentMaster, day: date):
+        self.market, self.clock, self.cfg, self.master, self.day = market, clock, cfg, master, day
+        self.vix_instrument = master.vix()
+        self.underlyings: dict[str, UnderlyingFeed] = {}
+        for u in cfg.underlyings:
+            master.require_options(u.name)
+            self.underlyings[u.name] = UnderlyingFeed(
+                u.name, master.spot(u.spot_name), master.near_future(u.name, day), u.strike_step,
+                u.freeze_qty)
+        self.last_fresh: datetime | None = None
+
+    # --- daily -------------------------------------------------------------------------------
+    def daily_bars(self, name: str) -> list[Bar]:
+        """Completed daily sessions before today (today's forming bar excluded)."""
+        f = self.underlyings[name]
+        start = at(self.day, self.cfg.session.market_open) - timedelta(days=self.cfg.data.daily_history_days)
+        bars = self.market.candles(f.spot.exchange, f.spot.token, ONE_DAY, start, at(self.day, self.cfg.session.pre_open))
+        return [b for b in bars if b.start.date() < self.day]
+
+    # --- hourly ------------------------------------------------------------------------------
+    def load_hourly(self, name: str) -> int:
+        """Fill the hourly window: enough history for `indicator_history_bars` closed bars."""
+        f = self.underlyings[name]
+        need = self.cfg.data.indicator_history_bars
+        days_back = int(need / 7 * 7 / 5 * 1.6) + 10  # 7 bars a session, weekends and holidays
+        start = at(self.day - timedelta(days=days_back), self.cfg.session.market_open)
+        for b in self.market.candles(f.spot.exchange, f.spot.token, ONE_HOUR, start, self.clock.now()):
+            f.hourly[b.start] = b
+        return len(f.hourly)
+
+    def refresh_hourly(self, name: str) -> list[Bar]:
+        """Fetch today's closed hourly bars; returns the ones not seen before (a repeat replaces)."""
+        f = self.underlyings[name]
+        new = []
+        for b in self.market.candles(f.spot.exchange, f.spot.token, ONE_HOUR,
+                                     at(self.day, self.cfg.session.market_open), self.clock.now()):
+            if b.start not in f.hourly or f.hourly[b.start] != b:
+                new.append(b)
+            f.hourly[b.start] = b
+        return new
+
+    def missing_hourly(self, name: str, now: datetime) -> list[datetime]:
+        """Session hourly bars that should have closed by `now` but are not in the window."""
+        s = self.cfg.session
+        f = self.underlyings[name]
+        out, t = [], at(self.day, s.market_open)
+        while t + timedelta(hours=1) <= min(now - timedelta(seconds=s.bar_ready_grace_sec),
+                                            at(self.day, s.market_close)):
+            if t not in f.hourly:
+                out.append(t)
+            t += timedelta(hours=1)
+        return out
+
+    def hourly_view(self, name: str) -> HourlyView | None:
+        f = self.underlyings[name]
+        a = f.hourly_arrays()
+        if len(a["close"]) == 0:
+            return None
+        c = self.cfg
+        adx, pdi, mdi = indicators.adx(a["high"], a["low"], a["close"], c.signal.hourly_adx_period)
+        rsi = indicators.rsi(a["close"], c.filters.rsi_period)
+        ema = indicators.ema(a["close"], c.filters.ema_period)
+        return HourlyView(a["start"][-1], float(a["close"][-1]), float(adx[-1]), float(pdi[-1]),
+                          float(mdi[-1]), float(rsi[-1]), float(ema[-1]), len(a["close"]))
+
+    # --- VWAP on the near-month future ---------------------------------------------------------
+    def future_vwap(self, name: str) -> tuple[float | None, float | None]:
+        """(future price, session VWAP) from today's completed minute bars of the future."""
+        f = self.underlyings[name].future
+        bars = self.market.candles(f.exchange, f.token, ONE_MINUTE,
+                                   at(self.day, self.cfg.session.market_open), self.clock.now())
+        if not bars:
+            return None, None
+        h = np.array([b.high for b in bars]); lo = np.array([b.low for b in bars])
+        cl = np.array([b.close for b in bars]); v = np.array([b.volume for b in bars])
+        if v.sum() <= 0:
+            return float(cl[-1]), None
+        vw = indicators.vwap(h, lo, cl, v, np.zeros(len(bars), dtype=np.int64))
+        price = self.market.ltp(f.exchange, f.token)
+        return float(price), float(vw[-1])
+
+    # --- contracts ---------------------------------------------------------------------------
+    def option_for(self, name: str, option_type: str, spot: float) -> tuple[Instrument, int]:
+        """The ATM (plus offset) option of the nearest expiry with DTE >= min_dte, and its DTE."""
+        f = self.underlyings[name]
+        expiry = self.master.nearest_expiry(name, self.day, self.cfg.options.min_dte)
+        inst = self.master.atm(name, expiry, spot, option_type, f.strike_step,
+                               self.cfg.options.strike_offset_steps)
+        return inst, dte(self.day, expiry)
+
+    def spot_price(self, name: str) -> float:
+        f = self.underlyings[name].spot
+        return self.market.ltp(f.exchange, f.token)
+
+    def vix(self) -> float:
+        return self.market.vix()
+
+    def quote(self, inst: Instrument):
+        q = self.market.quote(inst.exchange, inst.token)
+        self.last_fresh = self.clock.now()
+        return q
