@@ -57,10 +57,26 @@ def paper_db_path(cfg: Config, journal_path: Path) -> Path:
     return journal_path.with_name(journal_path.stem + ".paper.sqlite")
 
 
+def load_clock_file(path: str | Path) -> AcceleratedClock:
+    """The sandbox's shared clock: {"start": ISO, "wall_epoch": seconds, "factor": N}."""
+    import json
+    from datetime import datetime
+    try:
+        d = json.loads(Path(path).read_text())
+        return AcceleratedClock(datetime.fromisoformat(d["start"]), float(d["factor"]),
+                                float(d["wall_epoch"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"clock file {path}: {exc}") from None
+
+
 def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: int | None,
-            secrets: Secrets, build_desk=None, extra: dict | None = None) -> RunResult:
+            secrets: Secrets, build_desk=None, extra: dict | None = None,
+            clock_file: str | None = None) -> RunResult:
     cal = TradingCalendar.from_config(cfg)
-    if mode == "sim":
+    if clock_file:
+        clock = load_clock_file(clock_file)
+        day = clock.now().date()
+    elif mode == "sim":
         day = day or default_sim_day(cal, WallClock().now().date())
         clock = VirtualClock(at(day, cfg.session.pre_open))
         if cfg.sim.speed > 0:
@@ -76,7 +92,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
     if os.environ.get("RUSTRO_CRASH_AFTER_EVENTS"):  # test seam for crash-recovery tests only
         journal.crash_after = int(os.environ["RUSTRO_CRASH_AFTER_EVENTS"])
     try:
-        if mode == "sim":
+        if mode == "sim" and not clock_file:
             last = journal.last_event(day)
             if last is not None and last.ts > clock.now():  # resume where the journal stopped
                 if isinstance(clock, VirtualClock):
@@ -103,7 +119,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         try:
             tday.startup()
             plan = day_plan(day, cfg.session)
-            if mode == "sim":
+            if mode == "sim" or clock_file:
                 driver = SimDriver(clock, plan, tday.run_job, lambda: tday.done)
             else:
                 driver = LiveDriver(plan, tday.run_job, lambda: tday.done, cfg.session.misfire_grace_sec)

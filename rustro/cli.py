@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--date", type=_date, help="trading day to simulate (sim only), YYYY-MM-DD")
     run.add_argument("--seed", type=int, help="synthetic market seed (sim), default sim.seed")
     run.add_argument("--quiet", action="store_true", help="do not print the status tables at the end")
+    run.add_argument("--clock", metavar="FILE", help="shared accelerated clock file written by "
+                     "`rustro sandbox` (rehearse a live day against the local sandbox)")
 
     st = sub.add_parser("status", help="print the day's state, positions, orders, fills, P&L and risk")
     common(st)
@@ -58,6 +60,18 @@ def _parser() -> argparse.ArgumentParser:
     ver = jsub.add_parser("verify", help="integrity check and rebuild every derived table from events")
     common(ver)
 
+    sb = sub.add_parser("sandbox", help="serve a local SmartAPI sandbox (synthetic market, paper "
+                        "matching) on 127.0.0.1 for rehearsals and end-to-end tests")
+    sb.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (default 8765)")
+    sb.add_argument("--faults", default="", help="fault injection spec, e.g. "
+                    "'timeout:placeOrder:0.1,html:*:0.02,ag8001_after:40,partial:0.5'")
+    sb.add_argument("--date", type=_date, help="trading day the sandbox market runs (default: today)")
+    sb.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall second")
+    sb.add_argument("--seed", type=int, default=42, help="synthetic market seed")
+    sb.add_argument("--clock-file", default="sandbox.clock.json", help="where the shared clock is written")
+    sb.add_argument("--db", default="sandbox.paper.sqlite", help="the sandbox's own order database")
+    sb.add_argument("--config", default="config.toml", help="config file (underlyings, freeze qty)")
+
     halt = sub.add_parser("halt", help="kill switch: the running bot exits all positions and halts")
     common(halt)
     return p
@@ -67,6 +81,8 @@ def _load(args):
     from .config import load_config
     cfg = load_config(args.config)
     journal = Path(args.journal) if getattr(args, "journal", None) else Path(cfg.bot.journal)
+    if args.command == "sandbox":
+        journal = Path(args.db)
     return cfg, journal
 
 
@@ -80,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, journal_path = _load(args)
         logging.getLogger().setLevel(cfg.bot.log_level)
+        if args.command == "sandbox":
+            from .sandbox import main as sandbox_main
+            return sandbox_main(cfg, args)
         if args.command == "check-config":
             return _check_config(cfg, args.config)
         if args.command == "status":
@@ -118,7 +137,8 @@ def _run(cfg, journal_path: Path, args) -> int:
         if args.date and mode != "sim":
             raise UsageError(f"--date is only for --sim (mode is {mode})")
         from .desk import build_desk
-        result = run_day(cfg, mode, journal_path, args.date, args.seed, secrets, build_desk=build_desk)
+        result = run_day(cfg, mode, journal_path, args.date, args.seed, secrets, build_desk=build_desk,
+                         clock_file=args.clock)
     except UsageError as exc:
         print(f"error: {secrets.redact(str(exc))}", file=sys.stderr)
         return EXIT_BROKER
