@@ -134,3 +134,16 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
     finally:
         journal.close()
 
+
+def run_backtest(cfg: Config, journal_path: Path, start: date, end: date, seed: int | None,
+                 build_desk, extra: dict | None = None) -> list[RunResult]:
+    """Simulate every trading day in [start, end] on one journal, one day after the other."""
+    cal = TradingCalendar.from_config(cfg)
+    results = []
+    for day in cal.trading_days(start, end):
+        results.append(run_day(cfg, "sim", journal_path, day, seed, Secrets(), build_desk=build_desk,
+                               extra=extra))
+        if results[-1].shutdown:
+            break
+    return results
+

@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--clock", metavar="FILE", help="shared accelerated clock file written by "
                      "`rustro sandbox` (rehearse a live day against the local sandbox)")
 
+    bt = sub.add_parser("backtest", help="simulate consecutive trading days on the synthetic market")
+    common(bt)
+    bt.add_argument("--from", dest="start", type=_date, required=True, help="first day, YYYY-MM-DD")
+    bt.add_argument("--to", dest="end", type=_date, required=True, help="last day, YYYY-MM-DD")
+    bt.add_argument("--seed", type=int, help="synthetic market seed, default sim.seed")
+
     st = sub.add_parser("status", help="print the day's state, positions, orders, fills, P&L and risk")
     common(st)
     st.add_argument("--day", type=_date, help="trading day, YYYY-MM-DD (default: the latest journaled)")
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sandbox":
             from .sandbox import main as sandbox_main
             return sandbox_main(cfg, args)
+        if args.command == "backtest":
+            return _backtest(cfg, journal_path, args)
         if args.command == "check-config":
             return _check_config(cfg, args.config)
         if args.command == "status":
@@ -148,6 +156,28 @@ def _run(cfg, journal_path: Path, args) -> int:
     if result.shutdown:
         print(f"stopped by {result.shutdown} in state {result.state}", file=sys.stderr)
     return EXIT_JOB_ERRORS if result.job_errors else EXIT_OK
+
+
+def _backtest(cfg, journal_path: Path, args) -> int:
+    from tabulate import tabulate
+    from .app import run_backtest
+    from .desk import build_desk
+    from .journal import Journal
+    if args.end < args.start:
+        print(f"error: --to {args.end} is before --from {args.start}", file=sys.stderr)
+        return EXIT_CONFIG
+    results = run_backtest(cfg, journal_path, args.start, args.end, args.seed, build_desk)
+    with Journal.open_readonly(journal_path) as j:
+        rows = [tuple(r) for r in j.query(
+            "SELECT d.trading_day, d.state, COALESCE(p.trades, 0), COALESCE(p.wins, 0), "
+            "COALESCE(p.gross_pnl, 0), COALESCE(p.costs, 0), COALESCE(p.net_pnl, 0) FROM day_state d "
+            "LEFT JOIN v_daily_pnl p USING (trading_day) WHERE d.trading_day BETWEEN ? AND ? "
+            "ORDER BY d.trading_day", (args.start.isoformat(), args.end.isoformat()))]
+    print(tabulate(rows, headers=["day", "state", "trades", "wins", "gross", "costs", "net"],
+                   floatfmt=".2f"))
+    print(f"{len(results)} trading days, {sum(r[2] for r in rows)} trades, "
+          f"net {sum(r[6] for r in rows):.2f}")
+    return EXIT_JOB_ERRORS if any(r.job_errors for r in results) else EXIT_OK
 
 
 def _status(journal_path: Path, day: date | None, as_json: bool) -> int:
