@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rustro.calendar import TradingCalendar, at
-from rustro.clock import IST, VirtualClock
+from rustro.clock import VirtualClock
 from rustro.market.base import ONE_DAY, ONE_HOUR, ONE_MINUTE, on_tick
 from rustro.market.options import time_to_expiry
 from rustro.market.synthetic import RATE, SyntheticMarket, UnknownInstrument
@@ -202,8 +202,7 @@ def test_vix_spike_at_a_chosen_minute_and_the_index_slides_into_it():
     clock.now_ = at(d, time(11, 30))
     assert m.vix() == 36.0
     assert m.ltp("NSE", NIFTY) < spot_before
-    (day,) = m.candles("NSE", VIX, ONE_DAY, at(d, time(0)), at(d, time(1))) or [None]
-    assert day is None  # not closed yet
+    assert m.candles("NSE", VIX, ONE_DAY, at(d, time(0)), at(d, time(1))) == []  # not closed yet
     clock.now_ = at(d, time(15, 30))
     (day,) = m.candles("NSE", VIX, ONE_DAY, at(d, time(0)), at(d, time(1)))
     assert day.high == 36.0
@@ -218,8 +217,12 @@ def test_bad_scenarios_and_overrides_are_refused():
         DayScenario(vix_spike_at=time(9, 0))
     with pytest.raises(ValueError, match="vix_peak"):
         DayScenario(vix_peak=500.0)
+    with pytest.raises(ValueError, match="gap_pct"):
+        DayScenario(gap_pct=-100.0)
     with pytest.raises(ValueError, match="overrides"):
         market(at(DAY, time(9)), overrides={"2026-02-10": DayScenario()})
+    with pytest.raises(ValueError, match="2026-02-14 is not a trading day"):
+        market(at(DAY, time(9)), overrides={date(2026, 2, 14): DayScenario()})
     with pytest.raises(ValueError, match="SENSEX"):
         market(at(DAY, time(9)), underlyings=("NIFTY", "SENSEX"))
 
@@ -420,6 +423,7 @@ def test_master_lists_nifty_weeklies_and_monthlies_and_old_lot_sizes_before_2026
 
 def test_master_is_read_by_the_instrument_parser():
     instruments = pytest.importorskip("rustro.market.instruments")
-    rows = market(at(DAY, time(8, 30)), underlyings=("NIFTY", "BANKNIFTY", "FINNIFTY")).instrument_master()
+    m = market(at(DAY, time(8, 30)), underlyings=("NIFTY", "BANKNIFTY", "FINNIFTY"))
+    rows = m.instrument_master()
     parsed = instruments.parse_master(rows)
     assert len(parsed) == len(rows) and not parsed.skipped

@@ -58,14 +58,13 @@ def norm_cdf(x):
     den = np.zeros_like(a)
     for c in _Q:
         den = den * a + c
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tail_near = e * num / den
+    tail = e * num / den
+    if a.size and a.max() >= 7.07106781186547:  # far tails: continued fraction
         cf = a + 0.65
         for k in (4.0, 3.0, 2.0, 1.0):
             cf = a + k / cf
-        tail_far = e / cf / 2.506628274631
-    tail = np.where(a < 7.07106781186547, tail_near, tail_far)
-    tail = np.where(a > 37.0, 0.0, tail)
+        tail = np.where(a < 7.07106781186547, tail, e / cf / 2.506628274631)
+        tail = np.where(a > 37.0, 0.0, tail)
     return np.where(x > 0, 1.0 - tail, tail)
 
 
@@ -90,8 +89,7 @@ def black76(forward, strike, t_years, vol, rate, is_call):
     d1 = (np.log(f / k) + 0.5 * safe_sd * safe_sd) / safe_sd
     d2 = d1 - safe_sd
     c = df * (f * norm_cdf(d1) - k * norm_cdf(d2))
-    p = df * (k * norm_cdf(-d2) - f * norm_cdf(-d1))
-    price = np.where(call, c, p)
+    price = np.where(call, c, c - df * (f - k))  # the put by parity: same N(d) values, exact
     intrinsic = df * np.where(call, np.maximum(f - k, 0.0), np.maximum(k - f, 0.0))
     price = np.where(live, np.maximum(price, 0.0), intrinsic)
     return _out(price, forward, strike, t_years, vol, rate, is_call)

@@ -71,6 +71,8 @@ class SyntheticMarket:
                  calendar: TradingCalendar | None = None,
                  overrides: dict[date, DayScenario] | None = None,
                  rate: float = RATE, cache_days: int = 8):
+        if isinstance(underlyings, str):
+            underlyings = (underlyings,)
         for u in underlyings:
             if u not in INDICES:
                 raise ValueError(f"SyntheticMarket: unknown underlying {u!r} (known: {sorted(INDICES)})")
@@ -78,10 +80,15 @@ class SyntheticMarket:
             if not isinstance(d, date) or isinstance(d, datetime) or not isinstance(sc, DayScenario):
                 raise ValueError(f"SyntheticMarket.overrides: key {d!r} must be a date mapped to a "
                                  f"DayScenario, got {type(sc).__name__}")
+        cal = calendar or TradingCalendar()
+        for d in overrides or {}:
+            if not cal.is_trading_day(d):
+                raise ValueError(f"SyntheticMarket.overrides: {d} is not a trading day "
+                                 f"({cal.closed_reason(d)})")
         self.clock = clock
         self.seed = int(seed)
         self.underlyings = tuple(underlyings)
-        self.cal = calendar or TradingCalendar()
+        self.cal = cal
         self.overrides = dict(overrides or {})
         self.rate = rate
         self._years: dict[tuple[str, int], YearPath] = {}
@@ -212,10 +219,14 @@ class SyntheticMarket:
             t = self._years_left(c, d)
             tm = (t[:-1] + t[1:]) / 2
             up, down = (s.high, s.low) if c.kind == "CE" else (s.low, s.high)
-            _, pts = self._option_prices(c, s.points, v.points, t)
+            n = N_MIN + 1  # one pricing pass: path points, then bar highs, then bar lows
+            _, px = self._option_prices(c, np.concatenate([s.points, up, down]),
+                                        np.concatenate([v.points, v.high, v.low]),
+                                        np.concatenate([t, tm, tm]))
+            pts = px[:n]
             o, cl = pts[:-1], pts[1:]
-            hi = np.maximum(self._option_prices(c, up, v.high, tm)[1], np.maximum(o, cl))
-            lo = np.minimum(self._option_prices(c, down, v.low, tm)[1], np.minimum(o, cl))
+            hi = np.maximum(px[n:n + N_MIN], np.maximum(o, cl))
+            lo = np.minimum(px[n + N_MIN:], np.minimum(o, cl))
             m = abs(math.log(c.strike / s.points[0]))
             lam = 60.0 * U_SHAPE ** 2 * math.exp(-30.0 * m)
             vol = c.lot_size * (1 + stable_rng(self.seed, c.token, d).poisson(lam))

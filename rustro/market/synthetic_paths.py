@@ -69,6 +69,10 @@ class DayScenario:
     def __post_init__(self):
         if self.regime is not None and self.regime not in REGIMES:
             raise ValueError(f"DayScenario.regime must be one of {REGIMES}, got {self.regime!r}")
+        for name in ("gap_pct", "move_pct"):
+            v = getattr(self, name)
+            if v is not None and not -20.0 < v < 20.0:
+                raise ValueError(f"DayScenario.{name} must be a percent in (-20, 20), got {v!r}")
         for name in ("vix_level", "vix_peak"):
             v = getattr(self, name)
             if v is not None and not VIX_MIN <= v <= VIX_MAX:
@@ -241,6 +245,7 @@ def market_year(seed: int, year: int, days: list[date], prev: tuple, overrides: 
     rv = stable_rng(seed, VIX_NAME, year)
     vz, vu = rv.standard_normal((2, len(days))).tolist(), rv.random((3, len(days))).tolist()
     close, regime, vclose = prev
+    center = close
     nifty = YearPath(days, [], [], [], [], [], [])
     vix = YearPath(days, [], [], [], [], [], [])
     for j, d in enumerate(days):
@@ -253,7 +258,8 @@ def market_year(seed: int, year: int, days: list[date], prev: tuple, overrides: 
             regime = "trend_down"
         else:
             regime = _next_regime(regime, u_reg[j], math.log(close / target_level(spec, d)))
-        center = close if regime != "range" or j == 0 or nifty.regime[j - 1] != "range" else center
+        if regime != "range" or j == 0 or nifty.regime[j - 1] != "range":
+            center = close  # a range is anchored where it began
         o, h, lo, c, sigma, move = _index_day(
             spec, d, close, regime, vix_open_guess,
             (z_gap[j], u_tail[j], z_move[j], u_hi[j], u_lo[j]), sc, spike is not None, center)
@@ -272,6 +278,7 @@ def follower_year(seed: int, spec: IndexSpec, year: int, days: list[date], prev:
     z_gap, u_tail, z_move, u_hi, u_lo, u_reg, u_follow = _index_draws(
         stable_rng(seed, spec.name, year), len(days))
     close, regime = prev
+    center = close
     out = YearPath(days, [], [], [], [], [], [])
     for j, d in enumerate(days):
         sc = overrides.get(d)
@@ -283,7 +290,8 @@ def follower_year(seed: int, spec: IndexSpec, year: int, days: list[date], prev:
             regime = nifty.regime[j]
         else:
             regime = _next_regime(regime, u_reg[j], math.log(close / target_level(spec, d)))
-        center = close if regime != "range" or j == 0 or out.regime[j - 1] != "range" else center
+        if regime != "range" or j == 0 or out.regime[j - 1] != "range":
+            center = close
         o, h, lo, c, sigma, _ = _index_day(spec, d, close, regime, vix.open[j],
                                            (z_gap[j], u_tail[j], z_move[j], u_hi[j], u_lo[j]),
                                            sc, d in spikes, center)
