@@ -219,4 +219,6 @@ def resolve_pending_orders(desk) -> None:
                           fills.avg_price, datetime.fromisoformat(fills.fills[0]["ts"]))
     for pid in list(desk.positions):
         if open_qty(desk, pid) == 0:
-            finish_if_flat(desk, pid, "exit completed before restart")
+            signals = [e for e in desk.journal.events(desk.day, kinds=("exit_signal",))
+                       if e.payload["position_id"] == pid]
+            finish_if_flat(desk, pid, signals[-1].payload["primary"] if signals else "exit_before_restart")

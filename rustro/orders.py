@@ -106,25 +106,29 @@ class OrderManager:
             return None
 
     def sync(self, tag: str, order: BrokerOrder) -> None:
-        """Journal a status change and any fills the journal does not have yet."""
-        row = self.known(tag)
-        if row and (row["status"] != order.status or row["filled_qty"] != order.filled_qty):
-            self._rec("order_update", {"tag": tag, "status": order.status, "filled_qty": order.filled_qty,
-                                       "avg_price": order.avg_price, "text": order.text})
+        """Journal new fills, then the status: a journaled status never claims fills we lack."""
         journaled = self.journaled_fill_ids(tag)
-        if order.filled_qty > sum(r[0] for r in self.journal.query(
-                "SELECT qty FROM fills WHERE tag = ?", (tag,))):
+        if order.filled_qty > self.journaled_qty(tag):
             try:
                 trades = self.broker.trade_book()
             except BrokerError as exc:
                 self._rec("broker_error", {"tag": tag, "call": "trade_book", "error": str(exc)})
-                return
+                return  # status left as it was: the next sync retries the fills first
             for f in trades:
                 if f.order_id == order.order_id and f.fill_id not in journaled:
                     self._rec("fill", {"fill_id": f.fill_id, "tag": tag, "order_id": f.order_id,
                                        "symbol": f.symbol, "token": f.token, "side": f.side,
                                        "qty": f.qty, "price": f.price, "time": f.time})
                     journaled.add(f.fill_id)
+            if order.filled_qty > self.journaled_qty(tag):
+                return  # the trade book lags the order: keep the old status until it catches up
+        row = self.known(tag)
+        if row and (row["status"] != order.status or row["filled_qty"] != order.filled_qty):
+            self._rec("order_update", {"tag": tag, "status": order.status, "filled_qty": order.filled_qty,
+                                       "avg_price": order.avg_price, "text": order.text})
+
+    def journaled_qty(self, tag: str) -> int:
+        return self.journal.query("SELECT COALESCE(SUM(qty), 0) FROM fills WHERE tag = ?", (tag,))[0][0]
 
     def wait(self, tag: str, order: BrokerOrder, seconds: float) -> BrokerOrder:
         """Poll until terminal, fully filled, or `seconds` of clock time have passed."""
@@ -209,9 +213,11 @@ class OrderManager:
 
     # --- after a crash ---------------------------------------------------------------------
     def pending(self) -> list[dict]:
+        """Orders not known to be finished, or whose journaled fills do not cover their fill qty."""
         return [dict(r) for r in self.journal.query(
-            "SELECT * FROM orders WHERE trading_day = ? AND status NOT IN ('complete', 'rejected', "
-            "'cancelled') ORDER BY created_ts", (self.day.isoformat(),))]
+            "SELECT * FROM orders o WHERE trading_day = ? AND (status NOT IN ('complete', 'rejected', "
+            "'cancelled') OR filled_qty > (SELECT COALESCE(SUM(qty), 0) FROM fills f WHERE f.tag = o.tag)) "
+            "ORDER BY created_ts", (self.day.isoformat(),))]
 
     def refresh(self, row: dict) -> BrokerOrder | None:
         """The broker's current view of a journaled order (by unique id, else by tag)."""
