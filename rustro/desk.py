@@ -96,6 +96,16 @@ class Desk:
         exits.resolve_pending_orders(self)
         self.reconcile()
         self.pre_open_done = True
+        self.align_machine()
+
+    def align_machine(self) -> None:
+        """After a restart the facts decide the state: open positions mean managing; a mismatch halts."""
+        if self.machine is None:
+            return
+        if self.positions and self.machine.state == m.ENTRY_WINDOW:
+            self.fire("position_opened", "open position recovered from the journal")
+        if self.halt_reason and self.machine.can("halt"):
+            self.halt(self.halt_reason)
 
     def load_instruments(self) -> InstrumentMaster:
         d = self.day.isoformat()

@@ -132,6 +132,14 @@ def check_positions(desk, hourly: bool) -> None:
             close_position(desk, pid, decision.primary, list(decision.secondary), decision.values)
 
 
+def broker_net_qty(desk, token: str) -> int:
+    try:
+        return max(0, sum(p.net_qty for p in desk.broker.positions() if p.token == token))
+    except BrokerError as exc:
+        desk.rec("broker_error", {"call": "positions", "error": str(exc)})
+        return 0
+
+
 def _working_exit(desk, pid: str):
     """An earlier exit order of this position that the broker still works, if any."""
     for row in desk.om.pending():
@@ -147,6 +155,8 @@ def _working_exit(desk, pid: str):
 def close_position(desk, pid: str, reason: str, secondary: list, values: dict | None = None) -> None:
     pos = desk.positions[pid]
     qty = open_qty(desk, pid)
+    if desk.risk.mismatch.tripped:
+        qty = min(qty, broker_net_qty(desk, pos.token))  # protect what the broker really holds
     if qty > 0:
         desk.rec("exit_signal", {"position_id": pid, "primary": reason, "secondary": secondary,
                                  "premium": desk.last_price.get(pid, (None,))[0], "open_qty": qty,
@@ -168,13 +178,14 @@ def close_position(desk, pid: str, reason: str, secondary: list, values: dict | 
             order = desk.om.submit(req, "exit", pid, pos.underlying)
             if order is not None:
                 desk.om.work_exit(req, order, pos.tick_size, bid_now)
-    finish_if_flat(desk, pid, reason)
+        finish_if_flat(desk, pid, reason)
+        if pid in desk.positions:
+            log.warning("exit of %s not complete yet; it stays open and is retried", pid)
 
 
 def finish_if_flat(desk, pid: str, reason: str) -> None:
     """Close the position's books once exit fills cover it; otherwise it stays open and protected."""
     if open_qty(desk, pid) > 0:
-        log.warning("exit of %s not complete yet; it stays open and is retried", pid)
         return
     pos = desk.positions.pop(pid)
     row = desk.journal.query("SELECT qty, exit_value FROM positions WHERE position_id = ?", (pid,))[0]
