@@ -1,7 +1,5 @@
 """Small fakes shared by tests: a market whose quotes a test sets, a broker with scripted failures."""
-from datetime import datetime
-
-from rustro.broker.base import AmbiguousOrder, OrderAck
+from rustro.broker.base import AmbiguousOrder
 from rustro.market.base import Quote
 
 

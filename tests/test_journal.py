@@ -1,6 +1,4 @@
 import sqlite3
-from datetime import date
-
 import pytest
 
 from rustro.journal import Journal, JournalCorrupt, JournalError, JournalLocked, SCHEMA_VERSION

@@ -1,8 +1,6 @@
 """Start-up reconciliation through the real path: the bot dies inside a broker call, or someone
 trades the account behind its back, and the next start must notice, never guess."""
-import dataclasses
-import subprocess
-from datetime import date, datetime, time
+from datetime import date, datetime
 
 import pytest
 

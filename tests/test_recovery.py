@@ -1,5 +1,5 @@
 """Restarting the day at different moments resumes in the state the clock and journal imply."""
-from datetime import datetime, time
+from datetime import time
 
 import pytest
 
