@@ -1,0 +1,115 @@
+"""Fault injection for the sandbox: the spec grammar and a seeded per-call decision.
+
+Spec: comma-separated items, each `KIND:ROUTE:PROB` (KIND one of timeout, 5xx, html, empty, reject;
+ROUTE a short route name or `*`; PROB in [0, 1]) or `ag8001_after:N` (a session token dies after N
+authenticated calls) or `partial:P` (the exchange's partial-fill probability).
+
+Decisions are a pure function of (seed, route, how many times the route was called, rule index):
+the same sequence of calls against the same spec and seed meets the same faults.
+"""
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+ROUTE_FAULTS = ("timeout", "5xx", "html", "empty", "reject")
+# Faults that, on a route that changes the order book, strike after the change was committed:
+# the worst case, where the action happened but its answer is lost.
+AFTER_ACTION = frozenset({"timeout", "5xx", "empty"})
+MUTATING_ROUTES = frozenset({"placeOrder", "modifyOrder", "cancelOrder"})
+
+
+class FaultSpecError(ValueError):
+    """A --faults spec that cannot be understood; the message names the bad item."""
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    kind: str
+    route: str      # a route name, or "*" for every SmartAPI route (never the instrument master)
+    prob: float
+
+    def matches(self, route: str) -> bool:
+        return self.route == route or (self.route == "*" and route != "master")
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    rules: tuple[FaultRule, ...] = ()
+    ag8001_after: int = 0          # 0 = tokens never die early
+    partial_fill_prob: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.rules and not self.ag8001_after and self.partial_fill_prob is None
+
+
+def _prob(text: str, item: str) -> float:
+    try:
+        p = float(text)
+    except ValueError:
+        raise FaultSpecError(f"fault {item!r}: probability {text!r} is not a number") from None
+    if not 0.0 <= p <= 1.0:
+        raise FaultSpecError(f"fault {item!r}: probability {p} is not in [0, 1]")
+    return p
+
+
+def parse_faults(spec: str, routes: frozenset[str] | set[str]) -> FaultSpec:
+    """The FaultSpec of `spec`; `routes` are the route names a rule may name (besides `*`)."""
+    rules: list[FaultRule] = []
+    after, partial = 0, None
+    for raw in (spec or "").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        parts = [p.strip() for p in item.split(":")]
+        kind = parts[0].lower()
+        if kind == "ag8001_after":
+            if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) < 1:
+                raise FaultSpecError(f"fault {item!r}: expected ag8001_after:N with N >= 1")
+            after = int(parts[1])
+        elif kind == "partial":
+            if len(parts) != 2:
+                raise FaultSpecError(f"fault {item!r}: expected partial:P")
+            partial = _prob(parts[1], item)
+        elif kind in ROUTE_FAULTS:
+            if len(parts) != 3:
+                raise FaultSpecError(f"fault {item!r}: expected {kind}:ROUTE:PROB")
+            route = parts[1]
+            if route != "*" and route not in routes:
+                raise FaultSpecError(f"fault {item!r}: unknown route {route!r} "
+                                     f"(one of {', '.join(sorted(routes))} or *)")
+            rules.append(FaultRule(kind, route, _prob(parts[2], item)))
+        else:
+            raise FaultSpecError(f"fault {item!r}: unknown kind {parts[0]!r} (one of "
+                                 f"{', '.join(ROUTE_FAULTS)}, ag8001_after, partial)")
+    return FaultSpec(tuple(rules), after, partial)
+
+
+@dataclass
+class FaultPlan:
+    """Decides, call by call, which fault (if any) strikes a route."""
+    spec: FaultSpec
+    seed: int
+    calls: dict[str, int] = field(default_factory=dict)
+    injected: dict[str, int] = field(default_factory=dict)   # "kind:route" -> count, for tests
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def decide(self, route: str) -> str | None:
+        with self._lock:
+            n = self.calls.get(route, 0)
+            self.calls[route] = n + 1
+            for i, rule in enumerate(self.spec.rules):
+                if not rule.matches(route) or rule.prob <= 0:
+                    continue
+                if random.Random(f"{self.seed}|{route}|{n}|{i}").random() < rule.prob:
+                    key = f"{rule.kind}:{route}"
+                    self.injected[key] = self.injected.get(key, 0) + 1
+                    return rule.kind
+        return None
+
+
+def strikes_after(kind: str, route: str) -> bool:
+    """True when `kind` on `route` hits once the action is done (the answer is what is lost)."""
+    return kind in AFTER_ACTION and route in MUTATING_ROUTES
