@@ -37,7 +37,9 @@ class Desk:
         self.pre_open_done = False
         self.warmed_up = False
         self.halt_reason: str | None = None
-        self.gap_open: set[str] = set()
+        self.gap_open: set[str] = set()    # underlyings with a bar gap; "feed" when prices stop
+        self.last_fresh: datetime | None = None
+        self.feed_failing_since: datetime | None = None
         self.broker_healthy = True
         self.machine = None
 
@@ -104,6 +106,8 @@ class Desk:
             return
         if self.positions and self.machine.state == m.ENTRY_WINDOW:
             self.fire("position_opened", "open position recovered from the journal")
+        elif not self.positions and self.machine.state == m.MANAGING:
+            self.fire("flat", "no open position after recovery")
         if self.halt_reason and self.machine.can("halt"):
             self.halt(self.halt_reason)
 
@@ -162,14 +166,22 @@ class Desk:
         self.bind(tday)
         if not self.pre_open_done or not self.warmed_up or tday.machine.state in (m.PRE_OPEN, m.CLOSED):
             return
-        vix = self.feed.vix()
-        self.rec("vix", {"value": vix})
         for u in self.feed.underlyings:
-            entries.refresh_bars(self, u)
+            self.guarded(f"bars {u}", entries.refresh_bars, self, u)
         exits.check_positions(self, hourly=True)
         if tday.machine.state in (m.ENTRY_WINDOW, m.MANAGING):
             for u in self.feed.underlyings:
-                entries.consider(self, u)
+                if self.guarded(f"entry {u}", entries.consider, self, u) is False:
+                    self.rec("entry_decision", {"underlying": u, "allowed": False,
+                                                "reason": "market data unavailable"})
+
+    def guarded(self, what: str, fn, *args):
+        """Run one market-data step; a broker failure is journaled and skipped, never fatal."""
+        try:
+            return fn(*args)
+        except BrokerError as exc:
+            self.rec("broker_error", {"call": what, "error": str(exc)})
+            return False
 
     def on_monitor(self, tday) -> None:
         self.bind(tday)
@@ -182,7 +194,7 @@ class Desk:
         self.flatten_all("eod")
 
     def flatten_all(self, reason: str) -> None:
-        if reason == "kill_switch":
+        if reason == "kill_switch" and not self.risk.kill.tripped:
             self.journal_breaker(self.risk.kill.trip("kill switch file present"))
             self.save_risk()
         for pid in list(self.positions):

@@ -172,9 +172,11 @@ class TradingDay:
         if kf is None or not kf.exists() or self.machine.state in (m.HALTED, m.EOD_EXIT, m.CLOSED):
             return False
         reason = f"kill switch: {kf.name} file present"
-        self.journal.record("breaker_tripped", {"breaker": "kill_switch", "reason": reason}, day=self.day)
         if self.svc.desk is not None:
-            self.svc.desk.flatten_all("kill_switch")
+            self.svc.desk.flatten_all("kill_switch")  # trips (and journals) the kill breaker first
+        else:
+            self.journal.record("breaker_tripped", {"breaker": "kill_switch", "reason": reason},
+                                day=self.day)
         if self.machine.can("halt"):
             self.journal.record("halted", {"reason": reason}, day=self.day)
             self._fire("halt", reason)

@@ -39,10 +39,11 @@ def refresh_bars(desk, u: str) -> None:
     missing = desk.feed.missing_hourly(u, desk.clock.now())
     if missing:
         desk.rec("data_gap", {"underlying": u, "missing": missing, "action": "backfill"})
+        desk.gap_open.add(u)
         desk.feed.load_hourly(u)
         missing = desk.feed.missing_hourly(u, desk.clock.now())
     if missing:
-        desk.gap_open.add(u)
+        desk.rec("data_gap", {"underlying": u, "missing": missing, "action": "entries blocked"})
     elif u in desk.gap_open:
         desk.gap_open.discard(u)
         desk.rec("data_healed", {"underlying": u})
@@ -97,7 +98,7 @@ def _evaluate_and_enter(desk, u, bias, view, align, tag) -> None:
         trades_today=desk.risk.trades_today, day_pnl_net=desk.day_pnl_net(), capital=desk.capital,
         consecutive_losses=desk.risk.consecutive_losses, last_stopout_at=desk.risk.last_stopout_at(u),
         bid=q.bid, ask=q.ask, available_cash=cash, premium=premium, quantity=size.quantity,
-        data_gap_open=u in desk.gap_open, broker_healthy=desk.broker_healthy,
+        data_gap_open=bool({u, "feed"} & desk.gap_open), broker_healthy=desk.broker_healthy,
         halted=desk.risk.halted or desk.machine.state == "halted")
     results = strategy.entry_filters(ctx, cfg)
     for r in results:

@@ -55,8 +55,11 @@ def check_breakers(desk) -> None:
     try:
         vix = desk.feed.vix()
     except BrokerError as exc:
-        desk.rec("broker_error", {"call": "vix", "error": str(exc)})
+        if "feed" not in desk.gap_open and desk.feed_failing_since is None:
+            desk.rec("broker_error", {"call": "vix", "error": str(exc)})  # once per failure streak
+        check_freshness(desk, fresh=False)
         return
+    check_freshness(desk, fresh=True)
     ev = desk.risk.vix.update(vix)
     if ev is not None:
         desk.rec("vix", {"value": vix})
@@ -74,6 +77,24 @@ def check_breakers(desk) -> None:
             desk.save_risk()
             flatten(desk, "daily_loss")
             desk.halt(f"daily loss limit: {ev.reason}")
+
+
+def check_freshness(desk, fresh: bool) -> None:
+    """No fresh price for `data_gap_threshold_sec` is a data gap: entries stop until it heals."""
+    now = desk.clock.now()
+    if fresh:
+        desk.last_fresh, desk.feed_failing_since = now, None
+        if "feed" in desk.gap_open:
+            desk.gap_open.discard("feed")
+            desk.rec("data_healed", {"underlying": "feed", "reason": "prices flowing again"})
+        return
+    if desk.feed_failing_since is None:
+        desk.feed_failing_since = now
+    age = (now - (desk.last_fresh or desk.feed_failing_since)).total_seconds()
+    if age >= desk.cfg.data.data_gap_threshold_sec and "feed" not in desk.gap_open:
+        desk.gap_open.add("feed")
+        desk.rec("data_gap", {"underlying": "feed", "reason": f"no fresh price for {age:.0f} s",
+                              "threshold_sec": desk.cfg.data.data_gap_threshold_sec})
 
 
 def maybe_resume(desk, reason: str) -> None:

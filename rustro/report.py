@@ -100,6 +100,9 @@ def render(status: dict) -> str:
                       ["realized gross", "realized net", "unrealized", "total net"], ""))
     out.append(_table("Risk", _risk_rows(status["risk"]), ["counter", "value", "limit"],
                       "no risk state journaled"))
+    out.append(_table("Breakers", [[name, "TRIPPED" if tripped else "ok"]
+                                   for name, tripped in status["risk"].get("breakers", {}).items()],
+                      ["breaker", "state"], "no risk state journaled (no breaker has been armed today)"))
     out.append(_table("Breaker events", [[_time(b["ts"]), b["kind"], b["breaker"], b["reason"]]
                                          for b in status["breakers"]],
                       ["time", "event", "breaker", "reason"], "no breaker tripped today"))
@@ -112,6 +115,8 @@ def render(status: dict) -> str:
 def _risk_rows(risk: dict) -> list[list]:
     rows = []
     for key, value in risk.items():
+        if key in ("state", "breakers"):
+            continue  # the raw persisted state and the breaker table are shown elsewhere
         if isinstance(value, dict) and "value" in value:
             rows.append([key, value["value"], value.get("limit", "")])
         else:

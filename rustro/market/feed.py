@@ -7,13 +7,15 @@ fetches, windows and notices gaps.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import numpy as np
 
 from .. import indicators
 from ..calendar import at, dte
+from .bars import BarWindow, find_gaps
 from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, Bar
 from .instruments import Instrument, InstrumentMaster
 
@@ -31,14 +33,7 @@ class UnderlyingFeed:
     future: Instrument
     strike_step: int
     freeze_qty: int
-    hourly: dict[datetime, Bar] = field(default_factory=dict)
-
-    def hourly_arrays(self) -> dict[str, np.ndarray]:
-        bars = [self.hourly[k] for k in sorted(self.hourly)]
-        return {"start": np.array([b.start for b in bars], dtype=object),
-                "high": np.array([b.high for b in bars], dtype=float),
-                "low": np.array([b.low for b in bars], dtype=float),
-                "close": np.array([b.close for b in bars], dtype=float)}
+    hourly: BarWindow
 
 
 @dataclass(frozen=True)
@@ -61,10 +56,10 @@ class MarketFeed:
         self.underlyings: dict[str, UnderlyingFeed] = {}
         for u in cfg.underlyings:
             master.require_options(u.name)
+            spot = master.spot(u.spot_name)
             self.underlyings[u.name] = UnderlyingFeed(
-                u.name, master.spot(u.spot_name), master.near_future(u.name, day), u.strike_step,
-                u.freeze_qty)
-        self.last_fresh: datetime | None = None
+                u.name, spot, master.near_future(u.name, day), u.strike_step, u.freeze_qty,
+                BarWindow(spot.token, ONE_HOUR, maxlen=cfg.data.indicator_history_bars + 100))
 
     # --- daily -------------------------------------------------------------------------------
     def daily_bars(self, name: str) -> list[Bar]:
@@ -78,39 +73,30 @@ class MarketFeed:
     def load_hourly(self, name: str) -> int:
         """Fill the hourly window: enough history for `indicator_history_bars` closed bars."""
         f = self.underlyings[name]
-        need = self.cfg.data.indicator_history_bars
-        days_back = int(need / 7 * 7 / 5 * 1.6) + 10  # 7 bars a session, weekends and holidays
+        sessions = math.ceil(self.cfg.data.indicator_history_bars / 7)  # 7 hourly bars a session
+        days_back = math.ceil(sessions * 7 / 5) + 15                   # weekends and holidays
         start = at(self.day - timedelta(days=days_back), self.cfg.session.market_open)
-        for b in self.market.candles(f.spot.exchange, f.spot.token, ONE_HOUR, start, self.clock.now()):
-            f.hourly[b.start] = b
+        f.hourly.extend(self.market.candles(f.spot.exchange, f.spot.token, ONE_HOUR, start,
+                                            self.clock.now()))
         return len(f.hourly)
 
     def refresh_hourly(self, name: str) -> list[Bar]:
         """Fetch today's closed hourly bars; returns the ones not seen before (a repeat replaces)."""
         f = self.underlyings[name]
-        new = []
-        for b in self.market.candles(f.spot.exchange, f.spot.token, ONE_HOUR,
-                                     at(self.day, self.cfg.session.market_open), self.clock.now()):
-            if b.start not in f.hourly or f.hourly[b.start] != b:
-                new.append(b)
-            f.hourly[b.start] = b
-        return new
+        bars = self.market.candles(f.spot.exchange, f.spot.token, ONE_HOUR,
+                                   at(self.day, self.cfg.session.market_open), self.clock.now())
+        return [b for b in bars if f.hourly.upsert(b)]
 
     def missing_hourly(self, name: str, now: datetime) -> list[datetime]:
         """Session hourly bars that should have closed by `now` but are not in the window."""
         s = self.cfg.session
-        f = self.underlyings[name]
-        out, t = [], at(self.day, s.market_open)
-        while t + timedelta(hours=1) <= min(now - timedelta(seconds=s.bar_ready_grace_sec),
-                                            at(self.day, s.market_close)):
-            if t not in f.hourly:
-                out.append(t)
-            t += timedelta(hours=1)
-        return out
+        today = [b for b in self.underlyings[name].hourly.bars() if b.start.date() == self.day]
+        return find_gaps(today, self.day, now, ONE_HOUR, s.market_open, s.market_close,
+                         s.bar_ready_grace_sec)
 
     def hourly_view(self, name: str) -> HourlyView | None:
         f = self.underlyings[name]
-        a = f.hourly_arrays()
+        a = f.hourly.arrays()
         if len(a["close"]) == 0:
             return None
         c = self.cfg
@@ -128,8 +114,8 @@ class MarketFeed:
                                    at(self.day, self.cfg.session.market_open), self.clock.now())
         if not bars:
             return None, None
-        h = np.array([b.high for b in bars]); lo = np.array([b.low for b in bars])
-        cl = np.array([b.close for b in bars]); v = np.array([b.volume for b in bars])
+        h, lo, cl, v = (np.array([getattr(b, k) for b in bars], dtype=float)
+                        for k in ("high", "low", "close", "volume"))
         if v.sum() <= 0:
             return float(cl[-1]), None
         vw = indicators.vwap(h, lo, cl, v, np.zeros(len(bars), dtype=np.int64))
@@ -153,6 +139,4 @@ class MarketFeed:
         return self.market.vix()
 
     def quote(self, inst: Instrument):
-        q = self.market.quote(inst.exchange, inst.token)
-        self.last_fresh = self.clock.now()
-        return q
+        return self.market.quote(inst.exchange, inst.token)
