@@ -97,6 +97,8 @@ class Desk:
                                  else "broker funds at pre-open"})
         exits.resolve_pending_orders(self)
         self.reconcile()
+        if not self.journal.query("SELECT 1 FROM risk_state WHERE trading_day = ?", (self.day.isoformat(),)):
+            self.save_risk()  # so status shows every counter and breaker from the start of the day
         self.pre_open_done = True
         self.align_machine()
 

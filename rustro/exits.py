@@ -141,6 +141,8 @@ def check_positions(desk, hourly: bool) -> None:
                                           "premium": premium})
         plus_di = minus_di = None
         if hourly:
+            if premium is not None:
+                desk.rec("position_mark", {"position_id": pid, "premium": premium})
             view = desk.feed.hourly_view(pos.underlying)
             plus_di, minus_di = (view.plus_di, view.minus_di) if view else (None, None)
         ctx = ExitContext(now=desk.clock.now(), eod_exit_time=cfg.session.eod_exit,
@@ -176,6 +178,9 @@ def _working_exit(desk, pid: str):
 def close_position(desk, pid: str, reason: str, secondary: list, values: dict | None = None) -> None:
     pos = desk.positions[pid]
     qty = open_qty(desk, pid)
+    if qty == 0:
+        finish_if_flat(desk, pid, reason)  # already sold (e.g. an earlier attempt filled late)
+        return
     if desk.risk.mismatch.tripped:
         qty = min(qty, broker_net_qty(desk, pos.token))  # protect what the broker really holds
     if qty > 0:

@@ -162,6 +162,11 @@ def _stop_updated(c, ev) -> None:
                                         p.get("trail_stop"), p.get("premium"), p["position_id"]))
 
 
+def _position_mark(c, ev) -> None:
+    c.execute("UPDATE positions SET last_price = ? WHERE position_id = ?",
+              (ev.payload["premium"], ev.payload["position_id"]))
+
+
 def _position_closed(c, ev) -> None:
     p = ev.payload
     cur = c.execute("UPDATE positions SET status = 'closed', open_qty = 0, exit_price = ?, "
@@ -203,6 +208,7 @@ HANDLERS = {
     "fill": _fill,
     "position_opened": _position_opened,
     "stop_updated": _stop_updated,
+    "position_mark": _position_mark,
     "position_closed": _position_closed,
     "risk_state": _risk_state,
     "bar_closed": _bar_closed,

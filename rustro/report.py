@@ -64,8 +64,9 @@ def _time(ts: str | None) -> str:
     return ts[11:19] if ts else ""
 
 
-def _table(title: str, rows: list[list], headers: list[str], empty: str) -> str:
-    body = tabulate(rows, headers=headers, tablefmt="simple", floatfmt=".2f") if rows else f"  ({empty})"
+def _table(title: str, rows: list[list], headers: list[str], empty: str, numparse: bool = True) -> str:
+    body = (tabulate(rows, headers=headers, tablefmt="simple", floatfmt=".2f",
+                     disable_numparse=not numparse) if rows else f"  ({empty})")
     return f"{title}\n{body}"
 
 
@@ -99,7 +100,7 @@ def render(status: dict) -> str:
                                pnl["total_net"]]],
                       ["realized gross", "realized net", "unrealized", "total net"], ""))
     out.append(_table("Risk", _risk_rows(status["risk"]), ["counter", "value", "limit"],
-                      "no risk state journaled"))
+                      "no risk state journaled", numparse=False))
     out.append(_table("Breakers", [[name, "TRIPPED" if tripped else "ok"]
                                    for name, tripped in status["risk"].get("breakers", {}).items()],
                       ["breaker", "state"], "no risk state journaled (no breaker has been armed today)"))
@@ -112,13 +113,20 @@ def render(status: dict) -> str:
     return "\n\n".join(out)
 
 
+def _num(v) -> str:
+    """Counters as whole numbers, rupees with paise; as text so tabulate keeps them apart."""
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    return str(v)
+
+
 def _risk_rows(risk: dict) -> list[list]:
     rows = []
     for key, value in risk.items():
         if key in ("state", "breakers"):
             continue  # the raw persisted state and the breaker table are shown elsewhere
         if isinstance(value, dict) and "value" in value:
-            rows.append([key, value["value"], value.get("limit", "")])
+            rows.append([key, _num(value["value"]), _num(value.get("limit", ""))])
         else:
             rows.append([key, json.dumps(value) if isinstance(value, (dict, list)) else value, ""])
     return rows
