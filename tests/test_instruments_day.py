@@ -1,0 +1,61 @@
+"""The day's instrument master is downloaded once, cached in the journal, and required to hold options."""
+from datetime import date
+
+from rustro.app import run_day
+from rustro.config import Config, Secrets
+from rustro.desk import build_desk
+from rustro.journal import Journal
+
+DAY = date(2026, 10, 14)
+
+
+def counting(calls, drop_options=False, crash_after_load=False):
+    def build(svc, day, secrets):
+        build_desk(svc, day, secrets)
+        market = svc.desk.market
+        real = market.instrument_master
+
+        def master():
+            calls.append(1)
+            rows = real()
+            if drop_options:
+                rows = [r for r in rows if r["instrumenttype"] != "OPTIDX"]
+            return rows
+        market.instrument_master = master
+        if crash_after_load:
+            real_load = svc.desk.load_instruments
+
+            def load():
+                real_load()
+                raise KeyboardInterrupt("the process dies right after the cache was written")
+            svc.desk.load_instruments = load
+    return build
+
+
+def test_restart_reads_the_cached_master_not_the_network(tmp_path):
+    j = tmp_path / "journal.sqlite"
+    calls = []
+    try:
+        run_day(Config(), "sim", j, DAY, 42, Secrets(), build_desk=counting(calls, crash_after_load=True))
+    except KeyboardInterrupt:
+        pass
+    assert len(calls) == 1
+    with Journal.open_readonly(j) as jj:
+        cached = jj.query("SELECT COUNT(*) FROM instruments WHERE trading_day = ?", (DAY.isoformat(),))[0][0]
+        loaded = jj.events(kinds=("instruments_loaded",))[0].payload
+    assert cached == loaded["kept"] > 0 and loaded["skipped"] == {}
+    calls.clear()
+    res = run_day(Config(), "sim", j, DAY, 42, Secrets(), build_desk=counting(calls))
+    assert calls == [] and res.state == "closed"  # the second start never downloaded
+
+
+def test_master_without_nifty_options_stops_the_day_before_warmup(tmp_path):
+    j = tmp_path / "journal.sqlite"
+    res = run_day(Config(), "sim", j, DAY, 42, Secrets(), build_desk=counting([], drop_options=True))
+    assert res.state == "closed" and res.job_errors >= 1
+    with Journal.open_readonly(j) as jj:
+        dsts = [r[0] for r in jj.query("SELECT dst FROM transitions ORDER BY seq")]
+        errors = [e.payload["error"] for e in jj.events(kinds=("job_error",))]
+        assert "warmup" not in dsts and dsts[-2:] == ["eod_exit", "closed"]
+        assert any("NIFTY" in e and "option" in e.lower() for e in errors)
+        assert jj.events(kinds=("order_intent",)) == []
