@@ -4,7 +4,6 @@ import json
 import signal
 from datetime import date, time
 
-
 from rustro.app import run_day
 from rustro.broker.base import TransientError
 from rustro.config import Config, Secrets
