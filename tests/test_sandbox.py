@@ -20,6 +20,7 @@ from rustro.broker.base import AmbiguousOrder, BrokerError, OrderRequest
 from rustro.calendar import TradingCalendar
 from rustro.clock import IST, AcceleratedClock, VirtualClock
 from rustro.config import Config, Secrets
+from rustro.market.base import round_to_tick
 from rustro.market.instruments import parse_master
 from rustro.sandbox import build_sandbox
 from rustro.sandbox import main as sandbox_main
@@ -84,9 +85,9 @@ class Env:
 
     def request(self, tag, row, side="BUY", qty=None, price=None, marketable=True):
         q = self.md.quote("NFO", row["token"])
-        if price is None:
-            price = (q.ask if side == "BUY" else q.bid) if marketable else \
-                round(round(q.bid * 0.9 / 0.05) * 0.05, 2)
+        if price is None:   # at the touch fills; 10 % under the bid waits
+            touch = q.ask if side == "BUY" else q.bid
+            price = touch if marketable else round_to_tick(q.bid * 0.9, 0.05, "down")
         return OrderRequest(tag, "NFO", row["symbol"], row["token"], side,
                             qty or int(row["lotsize"]), price)
 
