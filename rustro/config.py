@@ -366,6 +366,15 @@ def load_config(path: str | os.PathLike) -> Config:
 SECRET_VARS = ("SMARTAPI_API_KEY", "SMARTAPI_CLIENT_CODE", "SMARTAPI_MPIN", "SMARTAPI_TOTP_SECRET")
 
 
+def secret_pattern(secret: str) -> "re.Pattern":
+    """Where `secret` occurs in text. A short one (a 4-digit MPIN) only as a whole token, so the
+    digits inside a price such as 64.96932214 are not mistaken for it; a long one anywhere."""
+    import re
+    if len(secret) >= 8:
+        return re.compile(re.escape(secret))
+    return re.compile(rf"(?<![0-9A-Za-z.]){re.escape(secret)}(?![0-9A-Za-z.])")
+
+
 @dataclass(frozen=True)
 class Secrets:
     """Broker credentials: only ever from the environment or `.env`. repr() never shows them."""
@@ -385,7 +394,7 @@ class Secrets:
     def redact(self, text: str) -> str:
         for v in (self.api_key, self.client_code, self.mpin, self.totp_secret):
             if v:
-                text = text.replace(v, "***")
+                text = secret_pattern(v).sub("***", text)
         return text
 
     @classmethod

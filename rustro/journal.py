@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from . import projection
 from .clock import Clock
+from .config import secret_pattern
 
 SCHEMA_VERSION = 1
 
@@ -73,7 +74,7 @@ class Journal:
         self.path = path
         self.clock = clock
         self._lock_fd = lock_fd
-        self._forbidden = tuple(s for s in forbidden if s)
+        self._forbidden = tuple(secret_pattern(s) for s in forbidden if s)
         self._depth = 0
         self.crash_after: int | None = None  # test seam: SIGKILL ourselves after this many commits
         self._written = 0
@@ -148,8 +149,9 @@ class Journal:
         ts = ts or self.clock.now()
         day = day or ts.date()
         text = dumps(payload or {})
-        for secret in self._forbidden:
-            if secret in text:
+        if self._forbidden:
+            data = json.loads(text)
+            if any(p.search(s) for s in _strings(data) for p in self._forbidden):
                 raise JournalError(f"refusing to journal a secret in a '{kind}' event")
         with self.transaction():
             cur = self.conn.execute(
@@ -188,6 +190,19 @@ class Journal:
         row = self.conn.execute("SELECT state FROM day_state WHERE trading_day = ?",
                                 (day.isoformat(),)).fetchone()
         return row[0] if row else None
+
+
+def _strings(obj):
+    """Every string in a JSON value, keys included: a secret is text, never a number."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
 
 
 def _event(row) -> Event:

@@ -117,7 +117,8 @@ class OrderManager:
             for f in trades:
                 if f.order_id == order.order_id and f.fill_id not in journaled:
                     self._rec("fill", {"fill_id": f.fill_id, "tag": tag, "order_id": f.order_id,
-                                       "symbol": f.symbol, "token": f.token, "side": f.side,
+                                       "symbol": f.symbol or order.symbol,
+                                       "token": f.token or order.token, "side": f.side,
                                        "qty": f.qty, "price": f.price, "time": f.time})
                     journaled.add(f.fill_id)
             if order.filled_qty > self.journaled_qty(tag):

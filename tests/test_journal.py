@@ -124,3 +124,22 @@ def test_verify_detects_tampered_derived_table(tmp_path, vclock):
 def test_audit_views_exist(journal):
     names = {r[0] for r in journal.query("SELECT name FROM sqlite_master WHERE type='view'")}
     assert {"v_transitions", "v_trades", "v_daily_pnl", "v_orders", "v_decisions", "v_breakers"} <= names
+
+
+def test_short_secret_is_not_found_inside_numbers_but_is_in_text(tmp_path, vclock):
+    with Journal.open(tmp_path / "j.sqlite", vclock, forbidden=("1234",)) as j:
+        j.record("filter_result", {"value": 64.9123456, "qty": 1234, "tag": "a1234b"})  # no false alarm
+        with pytest.raises(JournalError, match="refusing to journal a secret"):
+            j.record("login", {"note": "mpin 1234 sent"})
+        with pytest.raises(JournalError):
+            j.record("login", {"1234": "as a key"})
+        assert len(j.events()) == 1
+
+
+def test_redact_short_and_long_secrets():
+    from rustro.config import Secrets
+    s = Secrets(api_key="APIKEY-LONG-123", client_code="A1234567", mpin="1234", totp_secret="JBSWY3DPEHPK3PXP")
+    text = "key APIKEY-LONG-123 client A1234567 mpin 1234 price 64.9123456 totp JBSWY3DPEHPK3PXP"
+    out = s.redact(text)
+    assert "APIKEY" not in out and "A1234567" not in out and "JBSWY3" not in out
+    assert "mpin ***" in out and "64.9123456" in out
