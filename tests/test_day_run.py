@@ -146,3 +146,19 @@ def test_two_processes_second_refuses(tmp_path):
     with Journal.open_readonly(j) as jj:
         shutdown = jj.events(kinds=("shutdown",))
         assert shutdown and shutdown[0].payload["signal"] == "SIGTERM"
+
+
+def test_live_without_credentials_exits_5_naming_what_is_missing(tmp_path):
+    j = tmp_path / "journal.sqlite"
+    r = run_cli("run", "--live", "--journal", j)
+    assert r.returncode == 5
+    assert "SMARTAPI_API_KEY" in r.stderr and "SMARTAPI_TOTP_SECRET" in r.stderr
+    assert not j.exists()
+
+
+def test_no_credentials_means_sim(tmp_path):
+    j = tmp_path / "journal.sqlite"
+    r = run_cli("run", "--date", "2026-01-26", "--journal", j, "--quiet")
+    assert r.returncode == 0
+    with Journal.open_readonly(j) as jj:
+        assert jj.events(kinds=("state_changed",))[0].payload["reason"] == "sim run"
