@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .calendar import TradingCalendar, at
 from .clock import AcceleratedClock, VirtualClock, WallClock
-from .config import Config, Secrets
+from .config import Config
+from .credentials import Secrets
 from .engine import Services, TradingDay
 from .journal import Journal
 from .scheduler import LiveDriver, SimDriver, day_plan

@@ -137,7 +137,7 @@ def _check_config(cfg, path) -> int:
 def _run(cfg, journal_path: Path, args) -> int:
     from . import report
     from .app import UsageError, choose_mode, run_day
-    from .config import Secrets
+    from .credentials import Secrets
     from .journal import Journal
     secrets = Secrets.from_env()
     try:

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from . import projection
 from .clock import Clock
-from .config import secret_pattern
+from .credentials import secret_pattern
 
 SCHEMA_VERSION = 1
 

@@ -22,7 +22,8 @@ from rustro.broker.base import (AmbiguousOrder, AuthExpired, BrokerError, OrderR
                                 OrderRequest, RateLimited, TransientError)
 from rustro.broker.ratelimit import RateLimiter
 from rustro.clock import IST, VirtualClock
-from rustro.config import Config, Secrets
+from rustro.config import Config
+from rustro.credentials import Secrets
 
 BASE = "https://api.test"
 SEC = "/rest/secure/angelbroking"

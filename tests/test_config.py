@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from rustro.config import (
-    SECRET_VARS, CalendarConfig, Config, ConfigError, Secrets, UnderlyingConfig, load_config,
-    parse_config)
+    CalendarConfig, Config, ConfigError, UnderlyingConfig, load_config, parse_config)
+from rustro.credentials import SECRET_VARS, Secrets
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_TOML = REPO / "config.toml"

@@ -2,7 +2,8 @@
 from datetime import date
 
 from rustro.app import run_day
-from rustro.config import Config, Secrets
+from rustro.config import Config
+from rustro.credentials import Secrets
 from rustro.desk import build_desk
 from rustro.journal import Journal
 

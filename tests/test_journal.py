@@ -137,7 +137,7 @@ def test_short_secret_is_not_found_inside_numbers_but_is_in_text(tmp_path, vcloc
 
 
 def test_redact_short_and_long_secrets():
-    from rustro.config import Secrets
+    from rustro.credentials import Secrets
     s = Secrets(api_key="APIKEY-LONG-123", client_code="A1234567", mpin="1234", totp_secret="JBSWY3DPEHPK3PXP")
     text = "key APIKEY-LONG-123 client A1234567 mpin 1234 price 64.9123456 totp JBSWY3DPEHPK3PXP"
     out = s.redact(text)

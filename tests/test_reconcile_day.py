@@ -8,7 +8,8 @@ from rustro.app import run_day
 from rustro.broker.base import BUY, SELL, OrderRequest
 from rustro.broker.paper import ContractSpec, PaperBroker
 from rustro.clock import IST, VirtualClock
-from rustro.config import Config, Secrets
+from rustro.config import Config
+from rustro.credentials import Secrets
 from rustro.desk import build_desk
 from rustro.journal import Journal
 from rustro.market.synthetic import SyntheticMarket

@@ -6,7 +6,8 @@ from datetime import date, time
 
 from rustro.app import run_day
 from rustro.broker.base import TransientError
-from rustro.config import Config, Secrets
+from rustro.config import Config
+from rustro.credentials import Secrets
 from rustro.desk import build_desk
 from rustro.journal import Journal
 

@@ -19,7 +19,8 @@ from rustro.broker.angelone import AngelOneBroker, connect
 from rustro.broker.base import AmbiguousOrder, BrokerError, OrderRequest
 from rustro.calendar import TradingCalendar
 from rustro.clock import IST, AcceleratedClock, VirtualClock
-from rustro.config import Config, Secrets
+from rustro.config import Config
+from rustro.credentials import Secrets
 from rustro.market.base import round_to_tick
 from rustro.market.instruments import parse_master
 from rustro.sandbox import build_sandbox

@@ -10,7 +10,8 @@ from datetime import date, time
 import pytest
 
 from rustro.app import run_day
-from rustro.config import Config, ExitsConfig, RiskConfig, Secrets, UnderlyingConfig
+from rustro.config import Config, ExitsConfig, RiskConfig, UnderlyingConfig
+from rustro.credentials import Secrets
 from rustro.desk import build_desk
 from rustro.journal import Journal
 from rustro.market.synthetic_paths import DayScenario

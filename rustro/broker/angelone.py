@@ -23,7 +23,8 @@ from rustro.broker.angelone_session import (CANCEL_ORDER, CANDLES, LTP, MODIFY_O
 from rustro.broker.base import (BUY, SELL, AmbiguousOrder, BrokerError, BrokerOrder,
                                 BrokerPosition, Fill, Funds, OrderAck, OrderRequest, find_by_tag)
 from rustro.clock import Clock, ist
-from rustro.config import Config, Secrets
+from rustro.config import Config
+from rustro.credentials import Secrets
 from rustro.market.base import TICK, Bar, Quote, on_tick
 
 MAX_TAG = 20            # Angel's ordertag limit (AB4008 above it)

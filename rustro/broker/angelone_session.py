@@ -32,7 +32,7 @@ from rustro.broker.angelone_parse import parse_response, text
 from rustro.broker.base import (AmbiguousOrder, AuthExpired, BrokerError, RateLimited,
                                 TransientError)
 from rustro.clock import IST, Clock
-from rustro.config import Secrets
+from rustro.credentials import Secrets
 
 AUTH, READ, ORDER, PLACE = "auth", "read", "order", "place"  # route kinds, see module doc
 EventSink = Callable[[str, dict], None]

@@ -18,7 +18,7 @@ from datetime import datetime, time, timedelta
 import pyotp
 
 from ..clock import IST, Clock
-from ..config import SECRET_VARS, Secrets
+from ..credentials import SECRET_VARS, Secrets
 
 # Fixed credentials used when the environment has none: safe to print, useless anywhere else.
 SANDBOX_SECRETS = Secrets(api_key="sandbox-api-key", client_code="S1234567", mpin="sbx1",

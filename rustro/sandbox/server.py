@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from ..config import Secrets
+from ..credentials import Secrets
 from .auth import AuthFailure, TokenStore, check_login
 from .faults import FaultPlan, strikes_after
 from .limits import DENIED_TEXT, RateGate

@@ -17,7 +17,8 @@ from pathlib import Path
 from ..broker import ratelimit as rl
 from ..calendar import TradingCalendar, at
 from ..clock import AcceleratedClock, Clock, WallClock
-from ..config import Config, Secrets
+from ..config import Config
+from ..credentials import Secrets
 from .auth import TokenStore, choose_credentials, export_lines
 from .faults import FaultPlan, FaultSpec, FaultSpecError, parse_faults
 from .limits import RateGate
