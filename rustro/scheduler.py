@@ -1,13 +1,13 @@
 """The day plan as one table of APScheduler triggers, and the two drivers that run it.
 
-Live and paper: APScheduler's BlockingScheduler with one worker thread, max_instances=1,
-coalesce=True and a misfire grace. Sim: `SimDriver` asks the *same* trigger objects for their next
+Live and paper: APScheduler's BlockingScheduler whose executor runs each job in the scheduler's own
+loop on the main thread (so the bot stays single-threaded: one SQLite connection, signals handled
+between jobs), with max_instances=1, coalesce=True and a misfire grace. Sim: `SimDriver` asks the *same* trigger objects for their next
 fire time, moves the VirtualClock to the earliest and runs that job, so the plan is tested once.
 """
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Callable
@@ -103,29 +103,27 @@ class SimDriver:
 
 
 class LiveDriver:
-    """APScheduler BlockingScheduler: one worker, no overlap, missed runs coalesced."""
+    """APScheduler BlockingScheduler, jobs run inline on the main thread: no overlap, missed runs
+    coalesced, late runs beyond the misfire grace skipped (the engine's catch-up covers phases)."""
 
     def __init__(self, plan: list[PlanEntry], run_job: Callable[[str], None],
                  should_stop: Callable[[], bool], misfire_grace_sec: int):
-        from apscheduler.executors.pool import ThreadPoolExecutor
-        from apscheduler.schedulers.blocking import BlockingScheduler
+        from apscheduler.executors.debug import DebugExecutor
 
         self.plan = plan
         self.run_job = run_job
         self.should_stop = should_stop
-        self.scheduler = BlockingScheduler(
-            timezone=IST, executors={"default": ThreadPoolExecutor(max_workers=1)},
+        self.scheduler = _day_loop()(
+            timezone=IST, executors={"default": DebugExecutor()},
             job_defaults={"max_instances": 1, "coalesce": True,
                           "misfire_grace_time": misfire_grace_sec})
-        self._lock = threading.Lock()
 
     def _wrapped(self, job: str) -> None:
-        with self._lock:
-            if self.should_stop():
-                return
-            self.run_job(job)
-            if self.should_stop():
-                self.scheduler.shutdown(wait=False)
+        if self.should_stop():
+            return
+        self.run_job(job)
+        if self.should_stop():
+            self.scheduler.stop_requested = True
 
     def run(self) -> int:
         for i, entry in enumerate(self.plan):
@@ -135,5 +133,24 @@ class LiveDriver:
         return 0
 
     def stop(self) -> None:
-        """Called from a signal handler: let the running job finish, then end the loop."""
-        self.scheduler.shutdown(wait=False)
+        """From a signal handler: the job running now finishes, then the loop ends."""
+        self.scheduler.stop_requested = True
+        if self.scheduler.running:
+            self.scheduler.wakeup()
+
+
+def _day_loop():
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    class DayLoop(BlockingScheduler):
+        """Stops only between job batches, so a job is never cut short and APScheduler's job store
+        is never shut under a job that is still running."""
+        stop_requested = False
+
+        def _process_jobs(self):
+            wait = super()._process_jobs()
+            if self.stop_requested:
+                self.shutdown(wait=False)
+            return wait
+
+    return DayLoop

@@ -1,4 +1,5 @@
 """The day plan fires what DESIGN.md says, when it says, and both drivers honour it."""
+import threading
 import time as _time
 from datetime import date, datetime, timedelta
 
@@ -64,6 +65,7 @@ def test_live_driver_runs_jobs_in_order_one_at_a_time_and_stops():
     def run_job(name):
         active.append(name)
         assert len(active) == 1  # never two jobs at once
+        assert threading.current_thread() is threading.main_thread()  # single-threaded bot
         _time.sleep(0.05)
         ran.append(name)
         active.pop()
@@ -72,3 +74,37 @@ def test_live_driver_runs_jobs_in_order_one_at_a_time_and_stops():
     t0 = _time.monotonic()
     driver.run()  # returns when the last job says stop
     assert ran == ["job0", "job1", "job2"] and _time.monotonic() - t0 < 5
+
+
+def test_live_driver_jobs_can_write_the_journal_opened_on_the_main_thread(tmp_path):
+    from rustro.clock import WallClock
+    from rustro.journal import Journal
+    with Journal.open(tmp_path / "j.sqlite", WallClock()) as j:
+        now = datetime.now(IST)
+        plan = [PlanEntry("monitor", DateTrigger(run_date=now + timedelta(seconds=0.3), timezone=IST))]
+        written = []
+        LiveDriver(plan, lambda name: written.append(j.record("vix", {"value": 14.0})),
+                   lambda: bool(written), misfire_grace_sec=30).run()
+        assert len(written) == 1 and len(j.events()) == 1
+
+
+def test_sigterm_stops_the_live_loop_between_jobs(tmp_path):
+    import os
+    import signal
+    now = datetime.now(IST)
+    plan = [PlanEntry(f"job{i}", DateTrigger(run_date=now + timedelta(seconds=0.2 + 0.3 * i), timezone=IST))
+            for i in range(5)]
+    ran, stop = [], []
+    driver = LiveDriver(plan, ran.append, lambda: bool(stop), misfire_grace_sec=30)
+
+    def on_term(signum, frame):
+        stop.append(signum)
+        driver.stop()
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        import threading as th
+        th.Timer(0.65, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+        driver.run()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert stop and 1 <= len(ran) < 5  # stopped early, cleanly
