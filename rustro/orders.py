@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from .broker.base import (BUY, SELL, AmbiguousOrder, AuthExpired, BrokerError, BrokerOrder,
                           OrderRejected, OrderRequest, RateLimited, TransientError, find_by_tag)
 from .market.base import round_to_tick
 
 log = logging.getLogger(__name__)
-OPEN_STATUSES = ("intent", "sent", "acked", "unknown")
+UNKNOWN_GRACE_SEC = 60  # an order absent from the broker's book this long after sending was never placed
 
 
 def order_tag(day: date, underlying: str, side: str, signal_bar: str, leg: str, attempt: int,
@@ -81,7 +81,7 @@ class OrderManager:
                                 "unique_order_id": ack.unique_order_id})
         return self._details(req.tag, ack.unique_order_id, ack.order_id)
 
-    def resolve_by_tag(self, tag: str, attempts: int = 3) -> BrokerOrder | None:
+    def resolve_by_tag(self, tag: str, attempts: int = 3, journal_miss: bool = True) -> BrokerOrder | None:
         """After an ambiguous answer or a crash: ask the order book. Never re-send."""
         for i in range(attempts):
             try:
@@ -93,8 +93,10 @@ class OrderManager:
                 self._rec("order_ack", {"tag": tag, "order_id": found.order_id,
                                         "unique_order_id": found.unique_order_id, "resolved_by": "tag"})
                 return found
-            self.clock.sleep(self.cfg.poll_interval_sec * (2 ** i))
-        self._rec("order_unknown", {"tag": tag, "text": "not in the broker's order book"})
+            if i + 1 < attempts:
+                self.clock.sleep(self.cfg.poll_interval_sec * (2 ** i))
+        if journal_miss:
+            self._rec("order_unknown", {"tag": tag, "text": "not in the broker's order book"})
         return None
 
     # --- follow --------------------------------------------------------------------------
@@ -221,12 +223,23 @@ class OrderManager:
             "ORDER BY created_ts", (self.day.isoformat(),))]
 
     def refresh(self, row: dict) -> BrokerOrder | None:
-        """The broker's current view of a journaled order (by unique id, else by tag)."""
+        """The broker's current view of a journaled order (by unique id, else by tag).
+
+        An order still `unknown` is looked up once more; absent from the book UNKNOWN_GRACE_SEC
+        after it was last touched, it is concluded never placed (journaled, terminal)."""
         if row["unique_order_id"]:
             order = self._details(row["tag"], row["unique_order_id"], row["broker_order_id"])
             if order is not None:
                 return order
-        return self.resolve_by_tag(row["tag"])
+        if row["status"] != "unknown":
+            return self.resolve_by_tag(row["tag"])
+        found = self.resolve_by_tag(row["tag"], attempts=1, journal_miss=False)
+        age = (self.clock.now() - datetime.fromisoformat(row["updated_ts"])).total_seconds()
+        if found is None and age >= UNKNOWN_GRACE_SEC:
+            self._rec("order_update", {"tag": row["tag"], "status": "rejected", "text":
+                                       f"never placed: not in the broker's order book {age:.0f} s "
+                                       f"after it was sent"})
+        return found
 
     def request_for(self, row: dict) -> OrderRequest:
         return OrderRequest(tag=row["tag"], exchange=row["exchange"], symbol=row["symbol"],

@@ -145,3 +145,30 @@ def test_exit_ladders_down_then_last_resort(journal, paper, vclock, market):
     assert res.status == "complete" and res.filled_qty == 65 and res.avg_price == 90.0
     prices = [e.payload["price"] for e in journal.events(DAY, kinds=("order_modify",))]
     assert prices[:4] == [98.75, 98.5, 98.25, 98.0] and prices[4] == 85.5  # 5 % below the bid
+
+
+def test_unknown_order_is_concluded_never_placed_after_the_grace(journal, paper, vclock):
+    sb = ScriptedBroker(paper, lose_order=True)
+    m = om(journal, sb, vclock)
+    assert m.submit(req("t-ghost"), "entry", None, "NIFTY") is None
+    row = m.pending()[0]
+    assert row["status"] == "unknown"
+    assert m.refresh(row) is None and m.pending()  # still within the grace: kept open
+    vclock.advance(61)
+    assert m.refresh(m.pending()[0]) is None
+    assert m.pending() == []  # terminal now: no more lookups on every tick
+    final = journal.query("SELECT status, text FROM orders WHERE tag = 't-ghost'")[0]
+    assert final[0] == "rejected" and "never placed" in final[1]
+    assert sb.place_calls == 1 and paper.order_book() == []
+
+
+def test_unknown_order_found_later_is_followed_not_resent(journal, paper, vclock):
+    sb = ScriptedBroker(paper, fail_place=True)
+    sb.inner = paper
+    m = om(journal, sb, vclock)
+    real_book = paper.order_book
+    paper.order_book = lambda: []          # the book lags: the order is not visible yet
+    assert m.submit(req("t-late"), "entry", None, "NIFTY") is None
+    paper.order_book = real_book           # now it shows up
+    found = m.refresh(m.pending()[0])
+    assert found is not None and found.tag == "t-late" and sb.place_calls == 1
