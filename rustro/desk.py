@@ -40,6 +40,7 @@ class Desk:
         self.gap_open: set[str] = set()    # underlyings with a bar gap; "feed" when prices stop
         self.last_fresh: datetime | None = None
         self.feed_failing_since: datetime | None = None
+        self.quote_failing: dict[str, datetime] = {}  # option token -> first failed quote
         self.broker_healthy = True
         self.machine = None
 

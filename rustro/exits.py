@@ -117,9 +117,14 @@ def _price(desk, pos: Position) -> tuple[float | None, float, float]:
         q = desk.market.quote(pos.exchange, pos.token)
         if q.ltp > 0:
             desk.last_price[pos.position_id] = (q.ltp, now)
+            if desk.quote_failing.pop(pos.token, None) is not None:
+                desk.rec("data_healed", {"underlying": pos.underlying, "token": pos.token,
+                                         "reason": "option quotes flowing again"})
             return q.ltp, q.bid, 0.0
     except BrokerError as exc:
-        desk.rec("broker_error", {"call": "quote", "token": pos.token, "error": str(exc)})
+        if pos.token not in desk.quote_failing:  # journal the first failure of a streak only
+            desk.quote_failing[pos.token] = now
+            desk.rec("broker_error", {"call": "quote", "token": pos.token, "error": str(exc)})
     last = desk.last_price.get(pos.position_id)
     if last is None:
         return None, 0.0, float("inf")

@@ -2,7 +2,7 @@
 corrupt journal, and what `status` shows of it all."""
 import json
 import signal
-from datetime import date, time
+from datetime import date, time, timedelta
 
 from rustro.app import run_day
 from rustro.broker.base import TransientError
@@ -146,3 +146,31 @@ def test_status_shows_positions_trades_pnl_and_breakers(tmp_path):
     assert risk["consecutive_losses"]["limit"] == 3 and risk["trades_today"]["value"] == 2
     assert set(risk["breakers"]) == {"vix", "daily_loss", "consecutive_losses", "kill_switch",
                                      "broker_mismatch"}
+
+
+def test_position_without_quotes_is_still_exited_after_stale_exit_sec(tmp_path):
+    j = tmp_path / "journal.sqlite"
+    state = {}
+
+    def on_open(svc):  # once the position exists, its option stops quoting for ten minutes
+        market, clock = svc.desk.market, svc.clock
+        real = market.quote
+        state["since"] = clock.now()
+        state["token"] = next(iter(svc.desk.positions.values())).token
+
+        def quote(exchange, tok):
+            if tok == state["token"] and clock.now() < state["since"] + timedelta(minutes=10):
+                raise TransientError("quote timed out")
+            return real(exchange, tok)
+        market.quote = quote
+
+    run_day(Config(), "sim", j, DAY, 42, Secrets(), build_desk=on_event("stop_updated", on_open))
+    with Journal.open_readonly(j) as jj:
+        first = jj.query("SELECT * FROM positions ORDER BY entry_time")[0]
+        errors = [e for e in jj.events(kinds=("broker_error",)) if e.payload.get("call") == "quote"]
+        assert len(errors) == 1  # one row for the whole failure streak, not one per tick
+        sig = [e for e in jj.events(kinds=("exit_signal",)) if e.payload["position_id"] == first["position_id"]]
+        assert sig[0].payload["primary"] == "stale_price"
+        assert (sig[0].ts - state["since"]).total_seconds() >= 180  # stale_exit_sec after the last price
+        assert (sig[0].ts - state["since"]).total_seconds() < 180 + 10
+        assert first["status"] == "closed"
