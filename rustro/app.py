@@ -92,6 +92,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
     journal = Journal.open(journal_path, clock, forbidden=forbidden)
     if os.environ.get("RUSTRO_CRASH_AFTER_EVENTS"):  # test seam for crash-recovery tests only
         journal.crash_after = int(os.environ["RUSTRO_CRASH_AFTER_EVENTS"])
+    svc = None
     try:
         if mode == "sim" and not clock_file:
             last = journal.last_event(day)
@@ -133,6 +134,8 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
                 signal.signal(s, h)
         return RunResult(day, tday.machine.state, jobs, tday.job_errors, tday.shutdown_requested)
     finally:
+        if svc is not None and hasattr(svc.broker, "close"):
+            svc.broker.close()  # the paper broker's own database
         journal.close()
 
 
