@@ -87,8 +87,6 @@ def _load(args):
     from .config import load_config
     cfg = load_config(args.config)
     journal = Path(args.journal) if getattr(args, "journal", None) else Path(cfg.bot.journal)
-    if args.command == "sandbox":
-        journal = Path(args.db)
     return cfg, journal
 
 

@@ -5,6 +5,7 @@ together. Every derived table can be rebuilt from `events` alone (`journal verif
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from .market.instruments import INSTRUMENTS_DDL
@@ -192,7 +193,6 @@ def _bar_closed(c, ev) -> None:
 
 
 def _json(payload: dict) -> str:
-    import json
     return json.dumps(payload, sort_keys=True)
 
 

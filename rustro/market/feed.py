@@ -22,10 +22,6 @@ from .instruments import Instrument, InstrumentMaster
 log = logging.getLogger(__name__)
 
 
-class DataGap(RuntimeError):
-    pass
-
-
 @dataclass
 class UnderlyingFeed:
     name: str
