@@ -185,6 +185,9 @@ class PaperConfig:
     db: str = ""  # "" = beside the journal, <journal>.paper.sqlite
     latency_ms: int = nonneg(default=200)
     partial_fill_prob: float = frac(default=0.0)
+    allow_short: bool = True  # like Angel: a SELL beyond the long is accepted if margin allows
+    short_margin_per_unit: float = nonneg(default=2000.0)  # rupees blocked per unit short; 0 = none
+    book_lag_sec: float = nonneg(default=0.0)  # books show an order this long after placement
 
 
 @dataclass(frozen=True)

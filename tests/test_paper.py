@@ -236,17 +236,106 @@ def test_working_buys_block_cash_for_later_buys(make, clock):
     assert "Available funds - Rs. 3500.00 . You require Rs. 6500.00" in status(b, second).text
 
 
-def test_sell_without_a_long_position_is_rejected(make, clock):
+# shorts: accepted like Angel when the margin is there --------------------------------------
+MARGIN = 65 * 2000.0  # one lot short at the default 2000 rupees a unit
+
+
+def test_sell_beyond_holdings_is_accepted_when_margin_allows_and_goes_negative(make, clock):
+    b = make(capital=200_000.0)
+    ack = b.place_order(req("s", "SELL", LOT, 99.95))
+    clock.advance(0.2)
+    o = status(b, ack)
+    assert (o.status, o.filled_qty, o.avg_price) == ("complete", LOT, 99.95)
+    [pos] = b.positions()
+    assert (pos.net_qty, pos.buy_qty, pos.sell_qty, pos.sell_avg) == (-LOT, 0, LOT, 99.95)
+    f = b.funds()  # premium credited, margin blocked for the open short
+    assert (f.net, f.utilised, f.available_cash) == (206_496.75, MARGIN, 76_496.75)
+
+
+def test_short_without_the_margin_is_refused_with_angels_funds_text(make, clock):
     b = make()
+    ack = b.place_order(req("s", "SELL", LOT, 99.95))
+    clock.advance(0.2)
+    o = status(b, ack)
+    assert (o.status, o.text) == ("rejected", (
+        "Your order has been rejected due to Insufficient Funds. Available funds - Rs. "
+        "100000.00 . You require Rs. 130000.00 funds to execute this order."))
+    assert (b.positions(), b.funds().utilised) == ([], 0.0)
+
+
+def test_only_the_part_beyond_the_long_needs_margin(make, clock):
+    short = make(capital=135_000.0)  # after the buy 128496.75 is left: short of 130000
+    buy_filled(short, clock)
+    ack = short.place_order(req("s", "SELL", 2 * LOT, 99.95))
+    clock.advance(0.2)
+    assert "Rs. 128496.75 . You require Rs. 130000.00 funds" in status(short, ack).text
+    clock.set(T0 + timedelta(days=1))
+    enough = make(capital=140_000.0)
+    buy_filled(enough, clock, "b2")
+    ack = enough.place_order(req("s2", "SELL", 2 * LOT, 99.95))
+    clock.advance(0.2)
+    assert status(enough, ack).status == "complete"
+    assert [p.net_qty for p in enough.positions()] == [-LOT]
+
+
+def test_working_sells_count_before_the_short_part_is_priced(make, clock):
+    b = make(capital=300_000.0)
+    buy_filled(b, clock)
+    first = b.place_order(req("s1", "SELL", LOT, 100.50))  # above the bid: rests, covered
+    clock.advance(0.2)
+    assert b.funds().utilised == 0.0
+    second = b.place_order(req("s2", "SELL", LOT, 100.50))  # rests too: all of it is short
+    clock.advance(0.2)
+    assert (status(b, first).status, status(b, second).status) == ("open", "open")
+    f = b.funds()
+    assert (f.utilised, f.available_cash) == (MARGIN, 300_000 - 6503.25 - MARGIN)
+    b.cancel_order(second.order_id)
+    assert b.funds().utilised == 0.0
+    poor = make(capital=100_000.0, seed=1)  # same file, same day: the same long and s1
+    third = poor.place_order(req("s3", "SELL", LOT, 100.50))
+    clock.advance(0.2)
+    assert "Rs. 93496.75 . You require Rs. 130000.00 funds" in status(poor, third).text
+
+
+def test_a_short_can_be_squared_off_without_fresh_cash(make, clock):
+    b = make(capital=MARGIN)  # exactly one lot's margin
+    short = b.place_order(req("s", "SELL", LOT, 99.95))
+    clock.advance(0.2)
+    assert status(b, short).status == "complete"
+    assert b.funds().available_cash == 6496.75  # the premium; a 100.05 buy costs 6503.25
+    rest = b.place_order(req("c1", "BUY", LOT, 100.00))  # covering: needs no cash, blocks none
+    clock.advance(0.2)
+    assert status(b, rest).status == "open" and b.funds().utilised == MARGIN
+    b.cancel_order(rest.order_id)
+    cover = b.place_order(req("c2", "BUY", LOT, 100.05))
+    clock.advance(0.2)
+    assert status(b, cover).status == "complete"
+    assert b.positions()[0].net_qty == 0
+    f = b.funds()
+    assert (f.net, f.utilised, f.available_cash) == (MARGIN - 6.50, 0.0, MARGIN - 6.50)
+    more = b.place_order(req("b", "BUY", 2 * LOT, 100.05))  # a new long needs cash again
+    clock.advance(0.2)
+    assert status(b, more).status == "complete"
+    ack = b.place_order(req("b2", "BUY", 20 * LOT, 100.05))
+    clock.advance(0.2)
+    assert "Insufficient Funds" in status(b, ack).text
+
+
+def test_zero_margin_per_unit_needs_no_cash(make, clock):
+    b = make(capital=0.0, short_margin_per_unit=0.0)
+    ack = b.place_order(req("s", "SELL", 2 * LOT, 99.95))
+    clock.advance(0.2)
+    assert status(b, ack).status == "complete"
+    assert (b.positions()[0].net_qty, b.funds().utilised) == (-2 * LOT, 0.0)
+
+
+def test_allow_short_false_refuses_with_the_old_text(make, clock):
+    b = make(capital=1e7, allow_short=False)
     ack = b.place_order(req("s", "SELL", LOT, 99.95))
     clock.advance(0.2)
     o = status(b, ack)
     assert (o.status, o.text) == ("rejected", "Short selling is not allowed: sell quantity 65 "
                                               "exceeds the sellable net position 0.")
-
-
-def test_working_sells_count_against_the_sellable_position(make, clock):
-    b = make()
     buy_filled(b, clock)
     first = b.place_order(req("s1", "SELL", LOT, 100.50))  # above the bid: rests
     clock.advance(0.2)
@@ -255,6 +344,34 @@ def test_working_sells_count_against_the_sellable_position(make, clock):
     assert status(b, first).status == "open"
     assert status(b, second).status == "rejected"
     assert "sellable net position 0" in status(b, second).text
+
+
+def test_short_round_trip_pnl_and_funds_exact_to_the_paisa(make, clock, market):
+    b = make(capital=300_000.0)
+    market.set(TOKEN, 123.40, 123.45, 123.45)
+    s1 = b.place_order(req("s1", "SELL", LOT, 123.40))
+    clock.advance(0.2)
+    assert status(b, s1).status == "complete"
+    market.set(TOKEN, 123.35, 123.40, 123.40)
+    s2 = b.place_order(req("s2", "SELL", LOT, 123.35))
+    clock.advance(0.2)
+    assert [status(b, a).avg_price for a in (s1, s2)] == [123.40, 123.35]
+    market.set(TOKEN, 122.10, 122.15, 122.13)
+    [pos] = b.positions()
+    assert (pos.net_qty, pos.sell_avg) == (-2 * LOT, 123.375)
+    assert pos.unrealised == 161.85  # 130 x (123.375 - 122.13)
+    assert b.funds().utilised == 2 * MARGIN
+    buy_filled(b, clock, "c1", LOT, 122.15)
+    [pos] = b.positions()
+    assert (pos.net_qty, pos.realised, pos.unrealised) == (-LOT, 79.63, 80.93)  # .625, .925
+    assert b.funds().utilised == MARGIN
+    market.set(TOKEN, 122.15, 122.20, 122.20)
+    buy_filled(b, clock, "c2", LOT, 122.20)
+    [pos] = b.positions()
+    assert (pos.net_qty, pos.buy_avg) == (0, 122.175)
+    assert (pos.realised, pos.unrealised) == (156.00, 0.0)  # 130 x 123.375 - 65 x (122.15 + 122.20)
+    f = b.funds()
+    assert (f.available_cash, f.net, f.utilised) == (300_156.0, 300_156.0, 0.0)
 
 
 def test_synchronous_refusals_store_nothing(make):
@@ -425,6 +542,51 @@ def test_on_event_sees_the_walk(make, clock):
     b.order_book()
     assert seen == [("order_placed", ack.order_id), ("order_open", ack.order_id),
                     ("order_fill", ack.order_id)]
+
+
+# lagging books -------------------------------------------------------------------------------
+def test_lagging_book_hides_an_order_for_exactly_the_lag_while_positions_see_the_fill(make,
+                                                                                     clock):
+    b = make(book_lag_sec=3.0)
+    assert (b.book_lag_sec, make().book_lag_sec) == (3.0, 0.0)  # stated: the bot waits this long
+    ack = b.place_order(req())
+    clock.advance(0.2)  # the exchange has filled it
+    assert [(p.net_qty, p.buy_avg) for p in b.positions()] == [(LOT, 100.05)]
+    assert b.funds().available_cash == 100_000 - 6503.25
+    for at in (0.2, 2.999):
+        clock.set(T0 + timedelta(seconds=at))
+        assert (b.order_book(), b.trade_book()) == ([], [])
+        with pytest.raises(OrderRejected) as e:
+            b.order_details(ack.unique_order_id)
+        assert (e.value.code, e.value.text) == ("AB1007", f"Order not found: {ack.unique_order_id}")
+    clock.set(T0 + timedelta(seconds=3))
+    assert [(o.order_id, o.status) for o in b.order_book()] == [(ack.order_id, "complete")]
+    assert [(f.order_id, f.qty, f.price) for f in b.trade_book()] == [(ack.order_id, LOT, 100.05)]
+    assert status(b, ack).filled_qty == LOT
+
+
+def test_lag_is_per_order_and_hidden_orders_can_be_modified_and_cancelled(make, clock):
+    b = make(book_lag_sec=5.0)
+    rest = b.place_order(req("r", price=100.00))  # below the ask: rests
+    clock.advance(0.2)
+    b.modify_order(rest.order_id, req("r", price=99.95))
+    clock.advance(0.2)
+    b.cancel_order(rest.order_id)
+    clock.set(T0 + timedelta(seconds=4))
+    later = b.place_order(req("l"))
+    clock.set(T0 + timedelta(seconds=5))
+    assert [(o.tag, o.status, o.price) for o in b.order_book()] == [("r", "cancelled", 99.95)]
+    assert b.trade_book() == [] and b.positions()[0].net_qty == LOT
+    clock.set(T0 + timedelta(seconds=9))
+    assert [o.tag for o in b.order_book()] == ["r", "l"]
+    assert [f.order_id for f in b.trade_book()] == [later.order_id]
+
+
+@pytest.mark.parametrize("kw", [dict(short_margin_per_unit=-1.0), dict(book_lag_sec=-0.5),
+                                dict(book_lag_sec=float("nan"))])
+def test_bad_new_knobs_are_refused(make, kw):
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        make(**kw)
 
 
 # durability ----------------------------------------------------------------------------------

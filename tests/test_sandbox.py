@@ -6,7 +6,7 @@ share one VirtualClock, so rate limits and order latency are exact and nothing s
 import json
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +16,9 @@ import requests
 
 from rustro.app import load_clock_file
 from rustro.broker.angelone import AngelOneBroker, connect
-from rustro.broker.base import AmbiguousOrder, BrokerError, OrderRequest
+from rustro.broker.base import (AmbiguousOrder, BrokerError, OrderRequest, TransientError,
+                                find_by_tag)
+from rustro.broker.paper_store import parse_time
 from rustro.calendar import TradingCalendar
 from rustro.clock import IST, AcceleratedClock, VirtualClock
 from rustro.config import Config
@@ -432,6 +434,97 @@ def test_partial_fault_fills_in_parts(envs):
     assert len(fills) >= 2 and sum(f.qty for f in fills) == 4 * lot
 
 
+def test_lost_place_order_stores_the_order_and_drops_the_reply(envs):
+    e = envs("lost:placeOrder:1.0")
+    row = e.option()
+    jwt = e.login_raw()
+    body = {"variety": "NORMAL", "tradingsymbol": row["symbol"], "symboltoken": row["token"],
+            "transactiontype": "BUY", "exchange": "NFO", "ordertype": "LIMIT",
+            "producttype": "INTRADAY", "duration": "DAY", "price": "1.00",
+            "quantity": row["lotsize"], "ordertag": "raw-lost"}
+    with pytest.raises(requests.ConnectionError):
+        e.raw("POST", f"{SEC}/order/v1/placeOrder", body, jwt=jwt)
+    assert [o["tag"] for o in e.store_orders()] == ["raw-lost"]
+    e.broker.resolve_backoff = 0.5
+    ack = e.broker.place_order(e.request("lost-1", row))   # resolved by tag from the book
+    orders = e.store_orders()
+    assert [o["tag"] for o in orders] == ["raw-lost", "lost-1"]
+    assert ack.order_id == orders[1]["order_id"]
+    assert e.sandbox.app.faults.injected == {"lost:placeOrder": 2}
+    assert ("AmbiguousOrder", True) in {(p.get("error"), p.get("resolved"))
+                                        for k, p in e.events if k == "broker_error"}
+
+
+def test_lost_reply_behind_a_lagging_book_stays_ambiguous_until_the_book_shows_it(envs):
+    e = envs("lost:placeOrder:1.0,lag:10")
+    e.broker.resolve_backoff = 0.5   # looks 0.5, 1.5 and 3.5 s after the drop: all too early
+    with pytest.raises(AmbiguousOrder, match="lost-2"):
+        e.broker.place_order(e.request("lost-2", e.option()))
+    [stored] = e.store_orders()
+    assert stored["tag"] == "lost-2"
+    e.clock.set(parse_time(stored["placed_at"]) + timedelta(seconds=10))
+    found = find_by_tag(e.broker, "lost-2")
+    assert found is not None and found.order_id == stored["order_id"]
+
+
+def test_lost_star_strikes_modify_and_cancel_after_the_action_but_never_reads(envs):
+    e = envs("lost:*:1.0")
+    row = e.option()
+    e.broker.resolve_backoff = 0.5
+    req = e.request("lost-3", row, marketable=False)
+    ack = e.broker.place_order(req)
+    e.clock.advance(1)
+    assert e.broker.order_details(ack.unique_order_id).status == "open"   # a read: untouched
+    with pytest.raises(TransientError):
+        e.broker.modify_order(ack.order_id, replace(req, price=round(req.price - 0.5, 2)))
+    assert e.store_orders()[0]["price"] == round(req.price - 0.5, 2)
+    with pytest.raises(TransientError):
+        e.broker.cancel_order(ack.order_id)
+    assert e.broker.order_details(ack.unique_order_id).status == "cancelled"
+    assert set(e.sandbox.app.faults.injected) == {"lost:placeOrder", "lost:modifyOrder",
+                                                  "lost:cancelOrder"}
+
+
+def test_lag_hides_an_order_from_the_three_books_for_n_seconds_not_from_positions(envs):
+    e = envs("lag:5")
+    row = e.option()
+    ack = e.broker.place_order(e.request("lag-1", row))
+    placed = parse_time(e.store_orders()[0]["placed_at"])
+    jwt = e.broker.session.jwt
+
+    def books(after: float):
+        e.clock.set(placed + timedelta(seconds=after))
+        get = lambda path: e.raw("GET", f"{SEC}/order/v1/{path}", jwt=jwt, wait=False).json()
+        return (get("getOrderBook")["data"], get("getTradeBook")["data"],
+                get(f"details/{ack.unique_order_id}"), get("getPosition")["data"])
+
+    for after in (1.0, 3.99):   # the 1/s books cannot be asked again 1 ms later: details can
+        book, trades, details, positions = books(after)
+        assert (book, trades) == (None, None), after
+        assert (details["status"], details["errorcode"]) == (False, "AB1007"), after
+        assert [p["netqty"] for p in positions] == [row["lotsize"]], after   # filled at once
+    e.clock.set(placed + timedelta(seconds=4.999))
+    assert e.raw("GET", f"{SEC}/order/v1/details/{ack.unique_order_id}", jwt=jwt,
+                 wait=False).json()["errorcode"] == "AB1007"
+    book, trades, details, _ = books(5.0)
+    assert [(o["orderid"], o["orderstatus"]) for o in book] == [(ack.order_id, "complete")]
+    assert [t["orderid"] for t in trades] == [ack.order_id]
+    assert details["data"]["uniqueorderid"] == ack.unique_order_id
+
+
+def test_a_sell_beyond_holdings_is_accepted_like_angel_and_goes_negative(env):
+    row = env.option()
+    lot = int(row["lotsize"])
+    ack = env.broker.place_order(env.request("short-1", row, side="SELL"))
+    env.clock.advance(1)
+    assert env.broker.order_details(ack.unique_order_id).status == "complete"
+    (pos,) = env.broker.positions()
+    assert (pos.net_qty, pos.sell_qty) == (-lot, lot)
+    margin = lot * env.cfg.paper.short_margin_per_unit
+    assert env.broker.funds().available_cash == pytest.approx(
+        env.cfg.bot.capital + lot * pos.sell_avg - margin, abs=0.01)
+
+
 def test_fault_spec_parsing_names_the_bad_item():
     spec = parse_faults(" timeout:placeOrder:0.1, html:*:0.02 ,ag8001_after:40,partial:0.5",
                         ROUTE_NAMES)
@@ -444,6 +537,32 @@ def test_fault_spec_parsing_names_the_bad_item():
                       ("ag8001_after:0", "ag8001_after"), ("partial:x", "x")):
         with pytest.raises(FaultSpecError, match=re.escape(word)):
             parse_faults(bad, ROUTE_NAMES)
+
+
+def test_lost_and_lag_parse_and_their_errors_name_the_bad_item():
+    spec = parse_faults("lost:placeOrder:0.25, lost:*:1, lag:2.5", ROUTE_NAMES)
+    assert [(r.kind, r.route, r.prob) for r in spec.rules] == [("lost", "placeOrder", 0.25),
+                                                               ("lost", "*", 1.0)]
+    assert spec.book_lag_sec == 2.5 and not spec.empty
+    assert not parse_faults("lag:1", ROUTE_NAMES).empty
+    for bad, words in (("lost:getOrderBook:1", ("'lost:getOrderBook:1'", "'getOrderBook'")),
+                       ("lost:nowhere:0.1", ("'lost:nowhere:0.1'", "unknown route 'nowhere'")),
+                       ("lost:placeOrder", ("'lost:placeOrder'", "lost:ROUTE:PROB")),
+                       ("lost:cancelOrder:2", ("'lost:cancelOrder:2'", "[0, 1]")),
+                       ("lag:0", ("'lag:0'", "> 0")), ("lag:-1", ("'lag:-1'", "> 0")),
+                       ("lag:soon", ("'lag:soon'", "'soon'")), ("lag:nan", ("'lag:nan'",)),
+                       ("lag", ("'lag'", "lag:N")), ("lag:1:2", ("'lag:1:2'", "lag:N"))):
+        with pytest.raises(FaultSpecError) as err:
+            parse_faults(bad, ROUTE_NAMES)
+        assert all(w in str(err.value) for w in words), (bad, str(err.value))
+
+
+def test_lost_never_strikes_a_read_even_through_star():
+    plan = FaultPlan(parse_faults("lost:*:1", ROUTE_NAMES), 7)
+    assert [plan.decide(r) for r in ("getOrderBook", "orderDetails", "quote", "master")] == [
+        None] * 4
+    assert [plan.decide(r) for r in ("placeOrder", "modifyOrder", "cancelOrder")] == [
+        "lost"] * 3
 
 
 def test_fault_decisions_are_seeded_and_never_hit_the_master_via_star():

@@ -11,9 +11,16 @@ the spread (BUY at the ask, SELL at the bid; see `paper_rules.crossing_price`).
 
 Account model, kept simple on purpose: the account starts every trading day with `capital` in
 cash. net = capital - today's buy value + today's sell value; utilised = cash blocked by working
-BUY orders (unfilled qty x limit price, or the validation-time price for MARKET); available_cash =
-net - utilised. Positions come from today's fills only (intraday: nothing carries over), and a
-DAY order still working when its trading day has passed is cancelled.
+BUY orders (unfilled qty x limit price, or the validation-time price for MARKET) plus short margin;
+available_cash = net - utilised. Positions come from today's fills only (intraday: nothing carries
+over), and a DAY order still working when its trading day has passed is cancelled.
+
+Strict like Angel, not kinder: a SELL beyond the long position is accepted when the margin is
+there (`allow_short`), because Angel accepts it and only the bot's own guards may stop it. Short
+margin = `short_margin_per_unit` x the units that would be short if every working SELL filled
+(an open short position plus working sells beyond the long). With `book_lag_sec` the order book,
+order details and trade book show an order (and its fills) only that long after it was placed,
+as Angel's books lag the exchange; matching, positions and funds do not wait.
 """
 from __future__ import annotations
 
@@ -30,9 +37,10 @@ from ..market.base import MarketData, Quote, round_to_tick
 from .base import (BUY, SELL, BrokerOrder, BrokerPosition, Fill, Funds, OrderAck, OrderRejected,
                    OrderRequest)
 from .paper_rules import (CANCELLED, COMPLETE, OPEN, PENDING, REJECTED, ContractSpec,
-                          crossing_price, fill_quantity, funds_refusal, make_fill_id,
-                          make_order_id, make_unique_order_id, paise, positions_from_fills,
-                          request_refusal, short_refusal, static_refusal)
+                          blocked_paise, crossing_price, fill_quantity, funds_refusal, make_fill_id,
+                          make_order_id, make_unique_order_id, paise, position_key,
+                          positions_from_fills, request_refusal, short_exposure, short_refusal,
+                          static_refusal)
 from .paper_store import PaperStore, parse_time, to_broker_order, to_fill
 
 __all__ = ["PaperBroker", "ContractSpec"]
@@ -46,7 +54,8 @@ class PaperBroker:
     def __init__(self, db_path: str | Path, clock: Clock, market: MarketData,
                  contracts: Callable[[str], Any], capital: float, latency_ms: int = 200,
                  partial_fill_prob: float = 0.0, seed: int = 0, price_band_pct: float = 50.0,
-                 on_event: Callable[[str, dict], None] | None = None):
+                 on_event: Callable[[str, dict], None] | None = None, allow_short: bool = True,
+                 short_margin_per_unit: float = 2000.0, book_lag_sec: float = 0.0):
         if capital < 0:
             raise ValueError(f"paper capital must be >= 0, got {capital}")
         if latency_ms < 0:
@@ -55,6 +64,11 @@ class PaperBroker:
             raise ValueError(f"paper partial_fill_prob must be in [0, 1], got {partial_fill_prob}")
         if price_band_pct <= 0:
             raise ValueError(f"paper price_band_pct must be > 0, got {price_band_pct}")
+        if not 0.0 <= short_margin_per_unit < float("inf"):
+            raise ValueError(f"paper short_margin_per_unit must be >= 0, "
+                             f"got {short_margin_per_unit}")
+        if not 0.0 <= book_lag_sec < float("inf"):
+            raise ValueError(f"paper book_lag_sec must be >= 0, got {book_lag_sec}")
         self.clock = clock
         self.market = market
         self.contracts = contracts
@@ -64,12 +78,21 @@ class PaperBroker:
         self.seed = seed
         self.price_band_pct = price_band_pct
         self.on_event = on_event
+        self.allow_short = allow_short
+        self.short_margin_paise = paise(short_margin_per_unit)
+        self.book_lag_sec = book_lag_sec   # stated, so the bot can wait exactly this long
+        self.book_lag = timedelta(seconds=book_lag_sec)
         self._store = PaperStore(db_path)
         self._lock = threading.RLock()
         self._events: list[tuple[str, dict]] = []
 
     def login(self) -> None:
         """Nothing to log in to: kept so the paper broker is a drop-in `Broker`."""
+
+    @property
+    def store(self):
+        """The paper exchange's own database (tests and scripts/crashtest.py look into it)."""
+        return self._store
 
     def close(self) -> None:
         self._store.close()
@@ -148,24 +171,37 @@ class PaperBroker:
                             cancelled_qty=row["qty"] - row["filled_qty"], status=CANCELLED)
 
     def order_details(self, unique_order_id: str) -> BrokerOrder:
+        """An order still hidden by the book lag is 'not found', exactly like an unknown id."""
         with self._lock:
             self._match()
             row = self._store.order_by_unique_id(unique_order_id)
-        if row is None:
+            now = self._now()
+        if row is None or not self._shown(row, now):
             raise OrderRejected(f"Order not found: {unique_order_id}", "AB1007")
         return to_broker_order(row)
 
     def order_book(self) -> list[BrokerOrder]:
         """Today's orders only, like Angel's."""
-        with self._lock:
-            self._match()
-            return [to_broker_order(r) for r in self._store.orders_on(self._now().date())]
+        return [to_broker_order(r) for r in self.book_rows()[0]]
 
     def trade_book(self) -> list[Fill]:
         """Today's fills, one per fill."""
+        return [to_fill(r) for r in self.book_rows()[1]]
+
+    def book_rows(self) -> tuple[list[dict], list[dict]]:
+        """Today's stored (order rows, fill rows) as the books show them now: an order younger
+        than `book_lag_sec` is left out, and so are its fills. Public so the sandbox can build
+        Angel-shaped rows from exactly what the books show."""
         with self._lock:
             self._match()
-            return [to_fill(r) for r in self._store.fills_on(self._now().date())]
+            now = self._now()
+            orders = self._store.orders_on(now.date())
+            fills = self._store.fills_on(now.date())
+        shown = [o for o in orders if self._shown(o, now)]
+        if len(shown) == len(orders):
+            return orders, fills
+        ids = {o["order_id"] for o in shown}
+        return shown, [f for f in fills if f["order_id"] in ids]
 
     def positions(self) -> list[BrokerPosition]:
         with self._lock:
@@ -238,16 +274,23 @@ class PaperBroker:
         return text, ref
 
     def _account_refusal(self, row: dict, remaining: int, ref_price: float) -> str:
+        """A BUY needs its value in cash, bar the part covering an open short; a SELL needs short
+        margin for its part beyond the long still unsold, or with shorts off is refused. Other
+        working orders on the same side and position count first, as in `blocked_paise`."""
         day = date.fromisoformat(row["trading_day"])
-        if row["side"] == SELL:
-            key = (row["exchange"], row["token"], row["product"])
-            held = self._store.net_qty(day, *key)
-            selling = sum(o["qty"] - o["filled_qty"] for o in self._open_orders(day, row["order_id"])
-                          if o["side"] == SELL and (o["exchange"], o["token"], o["product"]) == key)
-            return short_refusal(remaining, held - selling)
         bought, sold = self._store.cash_flows(day)
         available = self.capital_paise - bought + sold - self._blocked(day, row["order_id"])
-        return funds_refusal(available, remaining * paise(ref_price))
+        key = position_key(row)
+        held = self._store.net_qty(day, *key)
+        working = sum(o["qty"] - o["filled_qty"] for o in self._open_orders(day, row["order_id"])
+                      if o["side"] == row["side"] and position_key(o) == key)
+        if row["side"] == BUY:
+            covering = min(remaining, max(0, -held - working))
+            return funds_refusal(available, (remaining - covering) * paise(ref_price))
+        if not self.allow_short:
+            return short_refusal(remaining, held - working)
+        short = short_exposure(held, working + remaining) - short_exposure(held, working)
+        return funds_refusal(available, short * self.short_margin_paise)
 
     def _try_fill(self, row: dict, now: datetime, quotes: dict) -> None:
         quote = self._quote(row, quotes)
@@ -290,9 +333,13 @@ class PaperBroker:
                 and o["order_id"] != exclude]
 
     def _blocked(self, day: date, exclude: str) -> int:
-        """Paise held back by working BUY orders (other than `exclude`)."""
-        return sum((o["qty"] - o["filled_qty"]) * paise(o["ref_price"])
-                   for o in self._open_orders(day, exclude) if o["side"] == BUY)
+        """Paise held back by working orders other than `exclude` (see `blocked_paise`)."""
+        return blocked_paise(self._open_orders(day, exclude), self._store.net_by_key(day),
+                             self.short_margin_paise)
+
+    def _shown(self, row: dict, now: datetime) -> bool:
+        """Whether Angel's books would show this order yet (always, without a book lag)."""
+        return not self.book_lag or parse_time(row["placed_at"]) + self.book_lag <= now
 
     def _order_or_raise(self, order_id: str) -> dict:
         row = self._store.order(order_id)

@@ -112,16 +112,53 @@ def static_refusal(qty: int, price: float, order_type: str, spec: ContractSpec, 
 
 
 def funds_refusal(available_paise: int, required_paise: int) -> str:
-    """Angel's insufficient-funds text, word for word; '' when the cash is there."""
-    if required_paise <= available_paise:
+    """Angel's insufficient-funds text, word for word; '' when the cash is there (or none is
+    needed: a square-off is never refused for cash, even on an overdrawn account)."""
+    if required_paise <= 0 or required_paise <= available_paise:
         return ""
     return ("Your order has been rejected due to Insufficient Funds. Available funds - "
             f"Rs. {available_paise / 100:.2f} . You require Rs. {required_paise / 100:.2f} "
             "funds to execute this order.")
 
 
+def position_key(row: dict) -> tuple[str, str, str]:
+    """What a position is kept per, for an order or fill row: (exchange, token, product)."""
+    return row["exchange"], row["token"], row["product"]
+
+
+def short_exposure(net_qty: int, selling: int) -> int:
+    """Units that would be short if every working SELL (`selling` units unfilled) filled against a
+    net position of `net_qty`: an open short plus the working sells' part beyond the long."""
+    return max(0, selling - net_qty)
+
+
+def blocked_paise(orders: Iterable[dict], nets: dict[tuple[str, str, str], int],
+                  short_margin_paise: int) -> int:
+    """Paise held back by working order rows, given the day's net qty per position key.
+
+    A BUY blocks its unfilled value at `ref_price`, except the part that would cover an open
+    short (oldest BUY first): Angel lets a short be squared off without fresh cash, its margin
+    pays for it. Short margin is blocked on the units that would be short if every working SELL
+    filled (`short_exposure`).
+    """
+    cover = {k: max(0, -n) for k, n in nets.items()}
+    selling: dict[tuple[str, str, str], int] = {}
+    buys = 0
+    for o in sorted(orders, key=lambda o: o["seq"]):
+        key, remaining = position_key(o), o["qty"] - o["filled_qty"]
+        if o["side"] == SELL:
+            selling[key] = selling.get(key, 0) + remaining
+            continue
+        covering = min(remaining, cover.get(key, 0))
+        cover[key] = cover.get(key, 0) - covering
+        buys += (remaining - covering) * paise(o["ref_price"])
+    short = sum(short_exposure(nets.get(k, 0), selling.get(k, 0)) for k in set(nets) | set(selling))
+    return buys + short * short_margin_paise
+
+
 def short_refusal(qty: int, sellable: int) -> str:
-    """We never write options: a SELL beyond the long position still unsold is refused."""
+    """With shorts switched off (`allow_short = false`), a SELL beyond the long position still
+    unsold is refused, as a broker without writing permission would."""
     if qty <= sellable:
         return ""
     return (f"Short selling is not allowed: sell quantity {qty} exceeds the sellable net "

@@ -6,6 +6,8 @@ fill sequences are max(seq)+1 over rows that are never deleted, so a reopened fi
 """
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -64,6 +66,7 @@ class PaperStoreError(RuntimeError):
 class PaperStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.commits, self.crash_after = 0, None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
                                    timeout=10.0)
@@ -93,6 +96,9 @@ class PaperStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self.commits += 1
+        if self.crash_after is not None and self.commits >= self.crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # crash injection (scripts/crashtest.py)
 
     # sequences -------------------------------------------------------------------------------
     def next_order_seq(self) -> int:
@@ -160,6 +166,14 @@ class PaperStore:
             "WHERE trading_day = ? AND exchange = ? AND token = ? AND product = ?",
             (day.isoformat(), exchange, token, product)).fetchone()
         return int(row[0])
+
+    def net_by_key(self, day: date) -> dict[tuple[str, str, str], int]:
+        """{(exchange, token, product): net filled qty} over the day's fills (negative = short)."""
+        rows = self._db.execute(
+            "SELECT exchange, token, product, SUM(CASE WHEN side = 'BUY' THEN qty ELSE -qty END) "
+            "FROM fills WHERE trading_day = ? GROUP BY exchange, token, product",
+            (day.isoformat(),))
+        return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
 
 
 def _db_value(v):

@@ -1,8 +1,14 @@
 """Fault injection for the sandbox: the spec grammar and a seeded per-call decision.
 
-Spec: comma-separated items, each `KIND:ROUTE:PROB` (KIND one of timeout, 5xx, html, empty, reject;
-ROUTE a short route name or `*`; PROB in [0, 1]) or `ag8001_after:N` (a session token dies after N
-authenticated calls) or `partial:P` (the exchange's partial-fill probability).
+Spec: comma-separated items, each `KIND:ROUTE:PROB` (KIND one of timeout, 5xx, html, empty, reject,
+lost; ROUTE a short route name or `*`; PROB in [0, 1]) or `ag8001_after:N` (a session token dies
+after N authenticated calls) or `partial:P` (the exchange's partial-fill probability) or `lag:N`
+(the order book, order details and trade book show an order only N sandbox seconds after it was
+placed, as Angel's books lag the exchange).
+
+`lost` only strikes placeOrder, modifyOrder and cancelOrder (`lost:*:P` means those three): the
+action is committed, then the connection is dropped without a reply, so the client alone must
+find out what happened. A `timeout` on those routes does the same; `lost` keeps reads untouched.
 
 Decisions are a pure function of (seed, route, how many times the route was called, rule index):
 the same sequence of calls against the same spec and seed meets the same faults.
@@ -13,11 +19,12 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-ROUTE_FAULTS = ("timeout", "5xx", "html", "empty", "reject")
+ROUTE_FAULTS = ("timeout", "5xx", "html", "empty", "reject", "lost")
 # Faults that, on a route that changes the order book, strike after the change was committed:
 # the worst case, where the action happened but its answer is lost.
-AFTER_ACTION = frozenset({"timeout", "5xx", "empty"})
+AFTER_ACTION = frozenset({"timeout", "5xx", "empty", "lost"})
 MUTATING_ROUTES = frozenset({"placeOrder", "modifyOrder", "cancelOrder"})
+ONLY_MUTATING = frozenset({"lost"})   # kinds that exist only on the routes above
 
 
 class FaultSpecError(ValueError):
@@ -31,6 +38,8 @@ class FaultRule:
     prob: float
 
     def matches(self, route: str) -> bool:
+        if self.kind in ONLY_MUTATING and route not in MUTATING_ROUTES:
+            return False
         return self.route == route or (self.route == "*" and route != "master")
 
 
@@ -39,10 +48,12 @@ class FaultSpec:
     rules: tuple[FaultRule, ...] = ()
     ag8001_after: int = 0          # 0 = tokens never die early
     partial_fill_prob: float | None = None
+    book_lag_sec: float = 0.0      # 0 = the books show an order at once
 
     @property
     def empty(self) -> bool:
-        return not self.rules and not self.ag8001_after and self.partial_fill_prob is None
+        return (not self.rules and not self.ag8001_after and self.partial_fill_prob is None
+                and not self.book_lag_sec)
 
 
 def _prob(text: str, item: str) -> float:
@@ -55,10 +66,31 @@ def _prob(text: str, item: str) -> float:
     return p
 
 
+def _seconds(text: str, item: str) -> float:
+    try:
+        n = float(text)
+    except ValueError:
+        raise FaultSpecError(f"fault {item!r}: seconds {text!r} is not a number") from None
+    if not 0.0 < n < float("inf"):
+        raise FaultSpecError(f"fault {item!r}: seconds {n} must be > 0")
+    return n
+
+
+def _route(kind: str, route: str, item: str, routes: frozenset[str] | set[str]) -> str:
+    """`route` when `kind` may strike it, else FaultSpecError naming the item."""
+    if route != "*" and route not in routes:
+        raise FaultSpecError(f"fault {item!r}: unknown route {route!r} "
+                             f"(one of {', '.join(sorted(routes))} or *)")
+    if route != "*" and kind in ONLY_MUTATING and route not in MUTATING_ROUTES:
+        raise FaultSpecError(f"fault {item!r}: {kind} strikes only "
+                             f"{', '.join(sorted(MUTATING_ROUTES))} or *, not {route!r}")
+    return route
+
+
 def parse_faults(spec: str, routes: frozenset[str] | set[str]) -> FaultSpec:
     """The FaultSpec of `spec`; `routes` are the route names a rule may name (besides `*`)."""
     rules: list[FaultRule] = []
-    after, partial = 0, None
+    after, partial, lag = 0, None, 0.0
     for raw in (spec or "").split(","):
         item = raw.strip()
         if not item:
@@ -73,18 +105,19 @@ def parse_faults(spec: str, routes: frozenset[str] | set[str]) -> FaultSpec:
             if len(parts) != 2:
                 raise FaultSpecError(f"fault {item!r}: expected partial:P")
             partial = _prob(parts[1], item)
+        elif kind == "lag":
+            if len(parts) != 2:
+                raise FaultSpecError(f"fault {item!r}: expected lag:N (seconds)")
+            lag = _seconds(parts[1], item)
         elif kind in ROUTE_FAULTS:
             if len(parts) != 3:
                 raise FaultSpecError(f"fault {item!r}: expected {kind}:ROUTE:PROB")
-            route = parts[1]
-            if route != "*" and route not in routes:
-                raise FaultSpecError(f"fault {item!r}: unknown route {route!r} "
-                                     f"(one of {', '.join(sorted(routes))} or *)")
+            route = _route(kind, parts[1], item, routes)
             rules.append(FaultRule(kind, route, _prob(parts[2], item)))
         else:
             raise FaultSpecError(f"fault {item!r}: unknown kind {parts[0]!r} (one of "
-                                 f"{', '.join(ROUTE_FAULTS)}, ag8001_after, partial)")
-    return FaultSpec(tuple(rules), after, partial)
+                                 f"{', '.join(ROUTE_FAULTS)}, ag8001_after, partial, lag)")
+    return FaultSpec(tuple(rules), after, partial, lag)
 
 
 @dataclass

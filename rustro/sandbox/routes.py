@@ -124,14 +124,19 @@ class Exchange:
     """The market and the order system behind the routes; one instance per sandbox."""
 
     def __init__(self, cfg: Config, clock: Clock, market, calendar: TradingCalendar,
-                 db_path: str | Path, seed: int, partial_fill_prob: float | None = None):
+                 db_path: str | Path, seed: int, partial_fill_prob: float | None = None,
+                 book_lag_sec: float = 0.0):
         self.cfg, self.clock, self.market, self.calendar = cfg, clock, market, calendar
         self._freeze = {u.name: u.freeze_qty for u in cfg.underlyings}
         self._master: tuple[date, list[dict], dict[str, dict], bytes] | None = None
         prob = cfg.paper.partial_fill_prob if partial_fill_prob is None else partial_fill_prob
+        # Angel's rules, not the bot's: shorts are accepted when margin allows (cfg.paper), and
+        # the books may lag the exchange (the lag:N fault) while positions and funds do not.
         self.paper = PaperBroker(db_path, clock, market, self.contract, cfg.bot.capital,
                                  latency_ms=cfg.paper.latency_ms, partial_fill_prob=prob,
-                                 seed=seed)
+                                 seed=seed, allow_short=cfg.paper.allow_short,
+                                 short_margin_per_unit=cfg.paper.short_margin_per_unit,
+                                 book_lag_sec=book_lag_sec)
         self.store = PaperStore(db_path)   # a second, read-side connection for Angel-shaped rows
         self._modified: set[str] = set()
         self._ohlc: dict[tuple, dict] = {}
@@ -223,13 +228,13 @@ class Exchange:
             raise ApiError(exc.code or "AB2000", exc.text) from None
 
     def order_book(self) -> list[dict] | None:
-        self.paper.order_book()  # runs the matching up to now
-        out = [self._order_row(o) for o in self.store.orders_on(ist(self.clock.now()).date())]
+        """Exactly the orders the paper books show now (matched up to now, minus any lag)."""
+        out = [self._order_row(o) for o in self.paper.book_rows()[0]]
         return out or None
 
     def order_details(self, unique_order_id: str) -> dict:
         try:
-            self.paper.order_details(unique_order_id)
+            self.paper.order_details(unique_order_id)   # an order hidden by the lag: not found
         except OrderRejected:
             raise ApiError("AB1007", "Order not found") from None
         return self._order_row(self.store.order_by_unique_id(unique_order_id))
@@ -238,9 +243,7 @@ class Exchange:
         return rows.order_row(o, self.instrument(o["token"]), o["order_id"] in self._modified)
 
     def trade_book(self) -> list[dict] | None:
-        self.paper.trade_book()
-        out = [rows.trade_row(f, self.instrument(f["token"]))
-               for f in self.store.fills_on(ist(self.clock.now()).date())]
+        out = [rows.trade_row(f, self.instrument(f["token"])) for f in self.paper.book_rows()[1]]
         return out or None
 
     def positions(self) -> list[dict] | None:

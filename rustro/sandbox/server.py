@@ -3,7 +3,7 @@
 `SandboxApp.handle` is the whole request path, free of sockets: route lookup, X-PrivateKey,
 Bearer token (gateway dialect AG800x), rate limit (403 text/plain), fault injection, the handler,
 the envelope. The HTTP layer only reads bytes in and writes a `Reply` out (or, for the timeout
-fault, hangs up without a word).
+and lost faults, hangs up without a word).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class Reply:
     status: int = 200
     body: bytes = b""
     content_type: str = "application/json"
-    drop: bool = False   # hang up without answering (the timeout fault)
+    drop: bool = False   # hang up without answering (the timeout and lost faults)
 
 
 def ok(data) -> Reply:
@@ -130,7 +130,7 @@ class SandboxApp:
 
     def _fault(self, kind: str, route: RouteDef) -> Reply:
         log.info("sandbox fault: %s on %s", kind, route.name)
-        if kind == "timeout":
+        if kind in ("timeout", "lost"):   # `lost` only reaches here after the action committed
             return Reply(drop=True)
         if kind == "5xx":
             return Reply(503, HTML_503, "text/html")

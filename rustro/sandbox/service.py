@@ -49,7 +49,8 @@ def build_sandbox(cfg: Config, clock: Clock, seed: int, db_path: str | Path,
     cal = calendar or TradingCalendar.from_config(cfg)
     market = SyntheticMarket(clock, seed, underlyings=[u.name for u in cfg.underlyings],
                              calendar=cal)
-    exchange = Exchange(cfg, clock, market, cal, db_path, seed, faults.partial_fill_prob)
+    exchange = Exchange(cfg, clock, market, cal, db_path, seed, faults.partial_fill_prob,
+                        faults.book_lag_sec)
     creds = creds or choose_credentials(Secrets())[0]
     app = SandboxApp(creds, exchange, TokenStore(clock, faults.ag8001_after),
                      RateGate(clock, rl.default_limits(cfg.broker.quote_per_sec), slack=rate_slack),
