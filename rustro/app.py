@@ -90,8 +90,6 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         day = today
     forbidden = (secrets.api_key, secrets.client_code, secrets.mpin, secrets.totp_secret)
     journal = Journal.open(journal_path, clock, forbidden=forbidden)
-    if os.environ.get("RUSTRO_CRASH_AFTER_EVENTS"):  # test seam for crash-recovery tests only
-        journal.crash_after = int(os.environ["RUSTRO_CRASH_AFTER_EVENTS"])
     svc = None
     try:
         if mode == "sim" and not clock_file:
@@ -108,23 +106,29 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         svc.extra["paper_db"] = paper_db_path(cfg, journal_path)
         if build_desk is not None:
             build_desk(svc, day, secrets)
+        _crash_seams(journal, svc.broker)
         tday = TradingDay(svc, day)
         driver_box: list = []
 
         def on_signal(signum, _frame):
             name = signal.Signals(signum).name
             tday.request_shutdown(name)
-            if driver_box and isinstance(driver_box[0], LiveDriver):
-                driver_box[0].stop()
+            if driver_box:
+                driver_box[0].stop()  # the job running now finishes, then the loop ends
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             tday.startup()
             plan = day_plan(day, cfg.session)
+            # One loop for every mode (see scheduler.py); phases run by catch-up are not run again.
             if mode == "sim" or clock_file:
-                driver = SimDriver(clock, plan, tday.run_job, lambda: tday.done)
+                driver = SimDriver(clock, plan, tday.run_job, lambda: tday.done,
+                                   phases_run=tday.phases_run,
+                                   late_warn_sec=None if isinstance(clock, VirtualClock)
+                                   else cfg.session.misfire_grace_sec)
             else:
-                driver = LiveDriver(plan, tday.run_job, lambda: tday.done, cfg.session.misfire_grace_sec)
+                driver = LiveDriver(plan, tday.run_job, lambda: tday.done, cfg.session.misfire_grace_sec,
+                                    clock=clock, phases_run=tday.phases_run)
             driver_box.append(driver)
             jobs = 0 if tday.done else driver.run()
             if tday.shutdown_requested:
@@ -137,6 +141,18 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         if svc is not None and hasattr(svc.broker, "close"):
             svc.broker.close()  # the paper broker's own database
         journal.close()
+
+
+def _crash_seams(journal: Journal, broker) -> None:
+    """Test seams for scripts/crashtest.py and the recovery tests: SIGKILL after the Nth journal
+    commit, after the commit holding an event kind, or after the Nth paper-broker commit."""
+    env = os.environ
+    if env.get("RUSTRO_CRASH_AFTER_EVENTS"):
+        journal.crash_after = int(env["RUSTRO_CRASH_AFTER_EVENTS"])
+    journal.crash_after_kind = env.get("RUSTRO_CRASH_AFTER_KIND")
+    store = getattr(broker, "store", None)
+    if store is not None and env.get("RUSTRO_PAPER_CRASH_AFTER_COMMITS"):
+        store.crash_after = int(env["RUSTRO_PAPER_CRASH_AFTER_COMMITS"])
 
 
 def run_backtest(cfg: Config, journal_path: Path, start: date, end: date, seed: int | None,

@@ -148,6 +148,7 @@ class ExitsConfig:
     trail_gap_pct: float = frac(default=0.015)
     target_pct: float = nonneg(default=0.0)
     flatten_on_shutdown: bool = True
+    shutdown_flatten_sec: float = field(default=60.0, metadata=_rng(0, 110))
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,8 @@ class OrdersConfig:
     ladder_backoff_sec: tuple[float, ...] = (0.0, 2.0, 4.0, 8.0)
     exit_last_resort_pct: float = pct(default=5.0)
     order_tag_len: int = field(default=20, metadata=_rng(8, 20))
-    poll_interval_sec: float = pos(default=1.0)
+    unknown_grace_sec: float = field(default=60.0, metadata=_rng(5, 3600))
+    reconcile_interval_sec: float = field(default=300.0, metadata=_rng(30, 3600))
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,30 @@
-"""The trading desk: market feed, risk state, order manager and open positions behind the engine's hooks.
+"""The trading desk: the components behind the engine's hooks, and the flows between them.
 
-Start-up is the same for a clean start and a crash restart (LESSONS 3): rebuild from the journal,
-load the day's instruments (cached in the journal), resolve every order the journal left open by
-asking the broker, then reconcile positions; any mismatch halts the day with a printed report.
+Components, each owning its state: `PositionBook` (fed only by fills), `Execution` (every order's
+machine, ladders and tag look-ups), `RiskState` (breakers and counters), `MarketFeed`, and the pure
+strategy. The desk wires them: it rebuilds them from the journal at start (the only time the
+journal is read), routes execution outcomes to the entry and exit flows, and asks the engine's
+machine to move. Start-up is the same for a clean start and a crash restart (LESSONS 3).
 """
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 
-from . import entries, exits
+from . import entries, exits, guards
 from . import machine as m
-from .broker.base import BrokerError
+from . import order_machine as om
+from .book import PositionBook
+from .broker.base import BUY, BrokerError
+from .execution import Execution
 from .market.feed import MarketFeed
 from .market.instruments import INSTRUMENT_COLUMNS, InstrumentMaster, parse_master
-from .orders import OrderManager
-from .positions import Position
-from .recovery import compare_positions, render_recon
+from .orders import order_tag
+from .recovery import restore_desk
 from .risk import RiskState
 
 log = logging.getLogger(__name__)
+PIPELINE_ERRORS = (BrokerError, LookupError, ValueError, ArithmeticError)
 
 
 class Desk:
@@ -27,15 +32,22 @@ class Desk:
         self.svc, self.cfg, self.day = svc, svc.cfg, day
         self.journal, self.clock = svc.journal, svc.clock
         self.market, self.broker = market, broker
-        self.om = OrderManager(self.journal, broker, self.clock, self.cfg.orders, day)
+        self.book = PositionBook()
+        self.ex = Execution(self.journal, broker, self.clock, self.cfg.orders, day, self.book.held,
+                            bid_for=lambda o: exits.bid_for_order(self, o))
         self.risk = RiskState.new(day, self.cfg.risk)
-        self.positions: dict[str, Position] = {}
-        self.last_price: dict[str, tuple[float, datetime]] = {}
         self.bias: dict[str, dict] = {}
+        self.decided: set[str] = set()              # entry tags already decided today
+        self.signal_bar: dict[str, datetime] = {}   # entry tag -> its hourly bar's start
         self.feed: MarketFeed | None = None
         self.capital = float(self.cfg.bot.capital)
-        self.pre_open_done = False
-        self.warmed_up = False
+        self.pre_open_done = self.warmed_up = self.reconciled = False
+        self.next_reconcile: datetime | None = None
+        self.reconcile_failures = 0
+        self.last_recon: list = []
+        self.entry_done: set[str] = set()           # entry tags whose outcome was acted on
+        self.shorts: set[str] = set()               # tokens found short at the broker
+        self.duplicates: set[str] = set()           # broker order ids found under a tag twice
         self.halt_reason: str | None = None
         self.gap_open: set[str] = set()    # underlyings with a bar gap; "feed" when prices stop
         self.last_fresh: datetime | None = None
@@ -56,7 +68,7 @@ class Desk:
                                 "limit": -round(self.capital * c.daily_loss_limit_pct / 100, 2)},
             "consecutive_losses": {"value": r.consecutive_losses, "limit": c.consecutive_loss_limit},
             "trades_today": {"value": r.trades_today, "limit": c.max_trades_per_day},
-            "open_positions": {"value": len(self.positions), "limit": c.max_positions},
+            "open_positions": {"value": len(self.book), "limit": c.max_positions},
             "breakers": {"vix": r.vix.tripped, "daily_loss": r.daily_loss.tripped,
                          "consecutive_losses": r.consecutive.tripped, "kill_switch": r.kill.tripped,
                          "broker_mismatch": r.mismatch.tripped}})
@@ -66,18 +78,15 @@ class Desk:
             self.rec(f"breaker_{ev.action}", {"breaker": ev.breaker, "reason": ev.reason,
                                               "inputs": ev.inputs})
 
+    def decide(self, payload: dict) -> None:
+        if payload.get("tag"):
+            self.decided.add(payload["tag"])
+        self.rec("entry_decision", payload)
+
     # --- start-up --------------------------------------------------------------------------
     def restore(self, rec) -> None:
-        """Rebuild in-memory state from the journal (called by the engine at every start)."""
-        if rec.risk.get("state"):
-            self.risk = RiskState.from_dict(rec.risk["state"], self.cfg.risk)
-        for row in rec.open_positions:
-            self.positions[row["position_id"]] = exits.position_from_row(row)
-        if rec.daily_bias:
-            self.bias = {u: p for u, p in rec.daily_bias.items() if u}
-        cap = self.journal.events(self.day, kinds=("capital",))
-        if cap:
-            self.capital = float(cap[-1].payload["capital"])
+        """Rebuild every component from the journal (called by the engine at every start)."""
+        restore_desk(self, rec)
         if rec.state not in (m.PRE_OPEN, m.CLOSED):
             self.prepare()
 
@@ -85,7 +94,8 @@ class Desk:
         self.prepare()
 
     def prepare(self) -> None:
-        """Log in, load instruments, fix capital, resolve open orders, reconcile. Idempotent."""
+        """Log in, load instruments, fix capital, reconcile. Idempotent; orders the journal left
+        working are resumed by their machines on the next tick, never cancelled for the restart."""
         if self.pre_open_done:
             return
         self.broker.login()
@@ -96,20 +106,21 @@ class Desk:
                 self.capital = float(self.broker.funds().available_cash)
             self.rec("capital", {"capital": self.capital, "source": "config" if self.svc.mode == "sim"
                                  else "broker funds at pre-open"})
-        exits.resolve_pending_orders(self)
-        self.reconcile()
+        self.pre_open_done = True
+        self.settle_orders()
+        self.resume_outcomes()
+        guards.reconcile(self)
         if not self.journal.query("SELECT 1 FROM risk_state WHERE trading_day = ?", (self.day.isoformat(),)):
             self.save_risk()  # so status shows every counter and breaker from the start of the day
-        self.pre_open_done = True
         self.align_machine()
 
     def align_machine(self) -> None:
         """After a restart the facts decide the state: open positions mean managing; a mismatch halts."""
         if self.machine is None:
             return
-        if self.positions and self.machine.state == m.ENTRY_WINDOW:
+        if len(self.book) and self.machine.state == m.ENTRY_WINDOW:
             self.fire("position_opened", "open position recovered from the journal")
-        elif not self.positions and self.machine.state == m.MANAGING:
+        elif not len(self.book) and self.machine.state == m.MANAGING and not self.ex.live(purpose="entry"):
             self.fire("flat", "no open position after recovery")
         if self.halt_reason and self.machine.can("halt"):
             self.halt(self.halt_reason)
@@ -132,27 +143,6 @@ class Desk:
             self.rec("instruments_loaded", {"rows_total": master.rows_total, "kept": len(master),
                                             "skipped": master.skipped})
         return master
-
-    def reconcile(self) -> None:
-        try:
-            broker_positions = self.broker.positions()
-        except BrokerError as exc:
-            self.broker_healthy = False
-            self.rec("broker_error", {"call": "positions", "error": str(exc)})
-            return
-        journal_open = [dict(r) for r in self.journal.query(
-            "SELECT token, symbol, open_qty FROM positions WHERE trading_day = ? AND status = 'open'",
-            (self.day.isoformat(),))]
-        rows = compare_positions(journal_open, broker_positions)
-        ok = all(r.ok for r in rows)
-        self.rec("reconciled", {"ok": ok, "rows": [r.__dict__ for r in rows]})
-        if not ok:
-            report = render_recon(rows)
-            log.error("reconciliation mismatch: trading halted, positions kept and protected\n%s", report)
-            self.journal_breaker(self.risk.mismatch.trip("broker positions do not match the journal",
-                                                         {"rows": [r.__dict__ for r in rows]}))
-            self.halt_reason = "broker mismatch at reconciliation"
-            self.save_risk()
 
     def warmup(self) -> None:
         for u in self.feed.underlyings:
@@ -178,36 +168,108 @@ class Desk:
                     self.rec("entry_decision", {"underlying": u, "allowed": False,
                                                 "reason": "market data unavailable"})
 
+    def missed_hourly_close(self, tday) -> None:
+        """At a restart: the latest closed hourly bar not yet decided is decided now, while it is
+        still the latest (positions are not re-checked: their hourly rule ran on time or not at all)."""
+        self.bind(tday)
+        if not (self.warmed_up and tday.machine.state in (m.ENTRY_WINDOW, m.MANAGING)):
+            return
+        for u in self.feed.underlyings:
+            view = self.feed.hourly_view(u)
+            if view is None or view.bar_start.date() != self.day:
+                continue  # yesterday's last bar is never today's signal
+            tag = order_tag(self.day, u, BUY, view.bar_start.isoformat(), "entry", 0,
+                            self.cfg.orders.order_tag_len)
+            if tag not in self.decided and self.ex.known(tag) is None:
+                self.guarded(f"entry {u}", entries.consider, self, u)
+
     def guarded(self, what: str, fn, *args):
-        """Run one market-data step; a broker failure is journaled and skipped, never fatal."""
+        """One underlying's step; its failure is journaled and the others go on."""
         try:
             return fn(*args)
-        except BrokerError as exc:
-            self.rec("broker_error", {"call": what, "error": str(exc)})
+        except PIPELINE_ERRORS as exc:
+            self.rec("broker_error" if isinstance(exc, BrokerError) else "pipeline_error",
+                     {"call": what, "error": f"{type(exc).__name__}: {exc}"})
             return False
 
     def on_monitor(self, tday) -> None:
         self.bind(tday)
-        if not self.pre_open_done or tday.machine.state in (m.PRE_OPEN, m.WARMUP, m.CLOSED):
+        if not self.pre_open_done or tday.machine.state == m.CLOSED:
             return
-        exits.check_breakers(self)
+        self.settle_orders()
+        if guards.reconcile_due(self):
+            guards.reconcile(self)
+        if tday.machine.state in (m.PRE_OPEN, m.WARMUP):
+            return
+        guards.check_breakers(self)
         exits.check_positions(self, hourly=False)
 
+    def settle_orders(self) -> None:
+        """One execution step, and what its outcomes mean for positions."""
+        for out in self.ex.step():
+            o = out.order
+            if o.purpose == "exit" and out.new_fill_qty > 0:
+                exits.on_exit_fills(self, o, out.new_fill_qty, out.new_fill_value)
+            elif o.purpose == "entry" and out.became_terminal and o.position_id not in self.book:
+                entries.on_entry_final(self, o)
+            elif o.purpose == "exit" and out.became_terminal:
+                exits.on_exit_final(self, o)
+
+    def resume_outcomes(self) -> None:
+        """Outcomes a crash left unacted on: a final entry without its position or abandonment,
+        a position whose exit fills cover it but whose books are still open."""
+        for o in list(self.ex.orders.values()):
+            if o.purpose == "entry" and o.terminal and o.tag not in self.entry_done:
+                entries.on_entry_final(self, o)
+            elif o.purpose == "exit" and o.state == om.NEVER_PLACED:
+                exits.on_exit_final(self, o)
+        for pid in self.book.ids():
+            if self.book.get(pid).open_qty <= 0:
+                exits.finish(self, pid)
+
     def end_of_day(self) -> None:
+        for o in self.ex.live(purpose="entry"):
+            self.ex.cancel(o, "end of day")
         self.flatten_all("eod")
 
     def flatten_all(self, reason: str) -> None:
         if reason == "kill_switch" and not self.risk.kill.tripped:
-            self.journal_breaker(self.risk.kill.trip("kill switch file present"))
-            self.save_risk()
-        for pid in list(self.positions):
-            exits.close_position(self, pid, reason, [])
+            with self.journal.transaction():
+                self.journal_breaker(self.risk.kill.trip("kill switch file present"))
+                self.save_risk()
+        if reason in ("kill_switch", "shutdown"):
+            for o in self.ex.live(purpose="entry"):
+                self.ex.cancel(o, reason)
+        exits.flatten(self, reason)
 
     def open_position_count(self) -> int:
-        return len(self.positions)
+        return len(self.book)
 
     def day_pnl_net(self) -> float:
         return exits.day_pnl_net(self)
+
+    def available_cash(self) -> float:
+        try:
+            cash = self.broker.funds().available_cash
+            self.broker_healthy = True
+            return cash
+        except BrokerError as exc:
+            self.broker_healthy = False
+            self.rec("broker_error", {"call": "funds", "error": str(exc)})
+            return 0.0
+
+    def short_detected(self, token: str, symbol: str, qty: int, why: str) -> None:
+        """A net short must never exist: say so (once per symbol), trip the mismatch breaker and
+        halt entries; buying it back is left to the owner (the bot never trades what it did not)."""
+        if token in self.shorts:
+            return
+        self.shorts.add(token)
+        self.rec("short_position", {"token": token, "symbol": symbol, "net_qty": qty, "reason": why})
+        with self.journal.transaction():
+            self.journal_breaker(self.risk.mismatch.trip(f"short position in {symbol}", {"net_qty": qty}))
+            self.save_risk()
+        self.halt_reason = f"short position in {symbol}"
+        self.halt(self.halt_reason)
 
     def day_summary(self) -> dict:
         rows = self.journal.query(
@@ -216,7 +278,8 @@ class Desk:
             "WHERE trading_day = ? AND status = 'closed'", (self.day.isoformat(),))[0]
         return {"trades": rows[0], "wins": rows[1], "losses": rows[0] - rows[1],
                 "gross_pnl": round(rows[2], 2), "costs": round(rows[3], 2), "net_pnl": round(rows[4], 2),
-                "open_positions": len(self.positions), "capital": self.capital,
+                "open_positions": len(self.book), "capital": self.capital,
+                "working_orders": len(self.ex.live()),
                 "bias": {u: b.get("bias") for u, b in self.bias.items()}}
 
     # --- machine moves ---------------------------------------------------------------------
@@ -255,7 +318,8 @@ def build_desk(svc, day, secrets) -> None:
         p = svc.cfg.paper
         broker = PaperBroker(svc.extra["paper_db"], svc.clock, market, contract, svc.cfg.bot.capital,
                              latency_ms=p.latency_ms, partial_fill_prob=p.partial_fill_prob,
-                             seed=svc.extra["seed"])
+                             seed=svc.extra["seed"], allow_short=p.allow_short,
+                             short_margin_per_unit=p.short_margin_per_unit, book_lag_sec=p.book_lag_sec)
     desk = Desk(svc, day, market, broker)
     desk_box.append(desk)
     svc.market, svc.broker, svc.desk = market, broker, desk

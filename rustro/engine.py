@@ -7,6 +7,7 @@ day's state, so a restart simply re-runs the phases whose time has passed.
 from __future__ import annotations
 
 import logging
+import time as _time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -43,6 +44,8 @@ class TradingDay:
         self.shutdown_requested: str | None = None
         self.job_errors = 0
         self.recovered = None
+        self.longest_job: tuple[float, str, str] = (0.0, "", "")  # wall seconds, job, when
+        self.phases_run: set[str] = set()  # phases run in this process (shared with the driver's agenda)
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -64,15 +67,22 @@ class TradingDay:
             self.svc.desk.bind(self)
             self.svc.desk.restore(rec)
         self.catch_up()
+        if not rec.fresh and self.svc.desk is not None and not self.done:
+            self.svc.desk.missed_hourly_close(self)  # a close missed while down, still current
 
     def catch_up(self) -> None:
-        now = self.clock.now()
+        """Run the phases already due, re-reading the clock after each until none is left, so a
+        phase that falls due while catch-up itself runs is not missed. Each phase runs once per
+        process: `phases_run` records it, and the driver's agenda skips what is in it."""
         s = self.cfg.session
-        for job in self.PHASES:
-            if self.machine.state == m.CLOSED:
+        while not self.done:  # closed, or a signal asked to stop between jobs
+            now = self.clock.now()
+            due = [job for job in self.PHASES
+                   if job not in self.phases_run and at(self.day, getattr(s, job)) <= now]
+            if not due:
                 return
-            if at(self.day, getattr(s, job)) <= now:
-                self.run_job(job)
+            self.phases_run.add(due[0])
+            self.run_job(due[0])
 
     def request_shutdown(self, signame: str) -> None:
         """From a signal handler: journaled at the next safe point, between jobs."""
@@ -84,13 +94,22 @@ class TradingDay:
         self.journal.record("shutdown", {"signal": self.shutdown_requested, "state": self.machine.state,
                                          "flatten_on_shutdown": flatten,
                                          "open_positions": open_positions}, day=self.day)
-        if flatten and open_positions and self.svc.desk is not None:
-            self.svc.desk.flatten_all("shutdown")
+        desk = self.svc.desk
+        if not flatten or desk is None or not (open_positions or desk.ex.live()):
+            return
+        desk.flatten_all("shutdown")
+        # Bounded: the exits' ladders advance on monitor steps until flat or the time is up
+        # (systemd's TimeoutStopSec is 120 s). The driver loop has ended, so this waits itself.
+        deadline = self.clock.now().timestamp() + self.cfg.exits.shutdown_flatten_sec
+        while (len(desk.book) or desk.ex.live()) and self.clock.now().timestamp() < deadline:
+            self.clock.sleep(self.cfg.session.monitor_interval_sec)
+            self.run_job("monitor")
 
     # --- job dispatch ----------------------------------------------------------------------
     def run_job(self, job: str) -> None:
         if self.machine.state == m.CLOSED and job != "market_close":
             return
+        started = _time.monotonic()  # a measurement of the job, not a trading decision
         try:
             getattr(self, f"job_{job}")()
         except Exception as exc:  # a job failure is journaled; the next job still protects positions
@@ -100,6 +119,10 @@ class TradingDay:
                                               "state": self.machine.state}, day=self.day)
             if self.svc.extra.get("raise_job_errors"):
                 raise
+        finally:
+            took = _time.monotonic() - started
+            if took > self.longest_job[0]:
+                self.longest_job = (round(took, 3), job, self.clock.now().isoformat())
 
     def _fire(self, trigger: str, reason: str) -> None:
         src = self.machine.state
@@ -136,6 +159,11 @@ class TradingDay:
     def job_entry_start(self) -> None:
         if self.machine.state == m.WARMUP and self.clock.now() < at(self.day, self.cfg.session.eod_exit):
             self._fire("open_entries", "entry window open")
+            desk = self.svc.desk
+            if desk is not None and not desk.reconciled and self.machine.can("halt"):
+                reason = "reconciliation with the broker has not succeeded: no entries"
+                self.journal.record("halted", {"reason": reason}, day=self.day)
+                self._fire("halt", reason)
 
     def job_hourly_close(self) -> None:
         if self.svc.desk is None:
@@ -145,8 +173,7 @@ class TradingDay:
         self.svc.desk.on_hourly_close(self)
 
     def job_monitor(self) -> None:
-        if self._kill_switch_pressed():
-            return
+        self._kill_switch()
         if self.svc.desk is not None:
             self.svc.desk.on_monitor(self)
 
@@ -162,23 +189,29 @@ class TradingDay:
         if self.machine.state != m.EOD_EXIT:
             self.job_eod_exit()
         summary = self.svc.desk.day_summary() if self.svc.desk is not None else {}
+        summary["longest_job"] = {"wall_sec": self.longest_job[0], "job": self.longest_job[1],
+                                  "at": self.longest_job[2]}
         self.journal.record("day_summary", summary, day=self.day)
         self._fire("close", "market closed" if not summary.get("open_positions")
                    else "market closed with positions still open")
 
     # --- kill switch -----------------------------------------------------------------------
-    def _kill_switch_pressed(self) -> bool:
-        kf = self.svc.kill_file
-        if kf is None or not kf.exists() or self.machine.state in (m.HALTED, m.EOD_EXIT, m.CLOSED):
-            return False
+    def _kill_switch(self) -> None:
+        """Honoured in every state but closed; acts once, then exits advance on later ticks."""
+        kf, desk = self.svc.kill_file, self.svc.desk
+        if kf is None or self.machine.state == m.CLOSED or not kf.exists():
+            return
+        if desk is not None and desk.risk.kill.tripped:
+            return
         reason = f"kill switch: {kf.name} file present"
-        if self.svc.desk is not None:
-            self.svc.desk.flatten_all("kill_switch")  # trips (and journals) the kill breaker first
+        if desk is not None and desk.pre_open_done:
+            desk.flatten_all("kill_switch")  # trips (and journals) the kill breaker first
+        elif desk is not None:
+            desk.journal_breaker(desk.risk.kill.trip(reason))
+            desk.save_risk()
         else:
             self.journal.record("breaker_tripped", {"breaker": "kill_switch", "reason": reason},
                                 day=self.day)
         if self.machine.can("halt"):
             self.journal.record("halted", {"reason": reason}, day=self.day)
             self._fire("halt", reason)
-        return True
-

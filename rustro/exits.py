@@ -1,8 +1,9 @@
-"""Exits and protection: breakers on every monitor tick, stops and trails per position, closing orders.
+"""Exits and protection: stops and trails per position, closing orders, and the books they feed.
 
-An exit never gives up while the position is open: a close that does not complete leaves the
-position open and the next tick sends a new exit attempt (a new tag), after checking that no earlier
-exit order is still working at the broker.
+An exit, once decided, is never forgotten: the position keeps its exit reason and every tick
+either lets its working (or unknown) exit order advance or, when none is in flight, sends a new
+attempt for what is still sellable. Fills shrink the position; when none is left its books close in
+one journal commit with the risk counters they move.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from datetime import datetime
 
 from . import machine as m
 from .broker.base import SELL, BrokerError, OrderRequest
-from .calendar import at
 from .costs import trade_costs
 from .market.base import round_to_tick
 from .orders import order_tag
@@ -28,117 +28,60 @@ def position_from_row(row: dict) -> Position:
                     row["target"])
 
 
-def open_qty(desk, pid: str) -> int:
-    row = desk.journal.query("SELECT open_qty FROM positions WHERE position_id = ?", (pid,))
-    return int(row[0][0]) if row else 0
-
-
 def unrealized_net(desk) -> float:
     total = 0.0
-    for pid, pos in desk.positions.items():
-        price = desk.last_price.get(pid, (pos.entry_price, None))[0]
-        qty = open_qty(desk, pid)
-        if qty > 0:
-            gross, net = pnl(pos.entry_price, price, qty, trade_costs(pos.entry_price, price, qty, desk.cfg))
-            total += net
+    for h in desk.book.holdings.values():
+        price = h.last_price if h.last_price is not None else h.pos.entry_price
+        if h.open_qty > 0:
+            costs = trade_costs(h.pos.entry_price, price, h.open_qty, desk.cfg)
+            total += pnl(h.pos.entry_price, price, h.open_qty, costs)[1]
     return total
 
 
 def day_pnl_net(desk) -> float:
-    realized = desk.journal.query("SELECT COALESCE(SUM(net_pnl), 0) FROM positions WHERE trading_day = ? "
-                                  "AND status = 'closed'", (desk.day.isoformat(),))[0][0]
-    return round(realized + unrealized_net(desk), 2)
+    return round(desk.book.realized_net + unrealized_net(desk), 2)
 
 
-# --- breakers -------------------------------------------------------------------------------------
-def check_breakers(desk) -> None:
-    try:
-        vix = desk.feed.vix()
-    except BrokerError as exc:
-        if "feed" not in desk.gap_open and desk.feed_failing_since is None:
-            desk.rec("broker_error", {"call": "vix", "error": str(exc)})  # once per failure streak
-        check_freshness(desk, fresh=False)
-        return
-    check_freshness(desk, fresh=True)
-    ev = desk.risk.vix.update(vix)
-    if ev is not None:
-        desk.rec("vix", {"value": vix})
-        desk.journal_breaker(ev)
-        desk.save_risk()
-        if ev.action == "tripped":
-            flatten(desk, "vix_breaker")
-            desk.halt(f"VIX breaker: {ev.reason}")
-        else:
-            maybe_resume(desk, ev.reason)
-    if desk.positions or not desk.risk.daily_loss.tripped:
-        ev = desk.risk.daily_loss.update(desk.day_pnl_net(), desk.capital)
-        if ev is not None:
-            desk.journal_breaker(ev)
-            desk.save_risk()
-            flatten(desk, "daily_loss")
-            desk.halt(f"daily loss limit: {ev.reason}")
-
-
-def check_freshness(desk, fresh: bool) -> None:
-    """No fresh price for `data_gap_threshold_sec` is a data gap: entries stop until it heals."""
+# --- prices ---------------------------------------------------------------------------------------
+def price_of(desk, pos: Position) -> tuple[float | None, float, float]:
+    """(premium, bid, age in seconds of the price used); a failing quote falls back to the last."""
     now = desk.clock.now()
-    if fresh:
-        desk.last_fresh, desk.feed_failing_since = now, None
-        if "feed" in desk.gap_open:
-            desk.gap_open.discard("feed")
-            desk.rec("data_healed", {"underlying": "feed", "reason": "prices flowing again"})
-        return
-    if desk.feed_failing_since is None:
-        desk.feed_failing_since = now
-    age = (now - (desk.last_fresh or desk.feed_failing_since)).total_seconds()
-    if age >= desk.cfg.data.data_gap_threshold_sec and "feed" not in desk.gap_open:
-        desk.gap_open.add("feed")
-        desk.rec("data_gap", {"underlying": "feed", "reason": f"no fresh price for {age:.0f} s",
-                              "threshold_sec": desk.cfg.data.data_gap_threshold_sec})
-
-
-def maybe_resume(desk, reason: str) -> None:
-    """Back to entries once the only breaker that halted us (VIX) has reset and we are flat."""
-    if (desk.machine is not None and desk.machine.state == m.HALTED and not desk.risk.entry_blockers()
-            and not desk.positions and desk.clock.now() < at(desk.day, desk.cfg.session.eod_exit)):
-        desk.fire("resume", reason)
-
-
-def flatten(desk, reason: str) -> None:
-    for pid in list(desk.positions):
-        close_position(desk, pid, reason, [])
-
-
-# --- per position ---------------------------------------------------------------------------------
-def _price(desk, pos: Position) -> tuple[float | None, float, float]:
-    """(premium, bid, age in seconds of the price used)."""
-    now = desk.clock.now()
+    h = desk.book.get(pos.position_id)
     try:
         q = desk.market.quote(pos.exchange, pos.token)
         if q.ltp > 0:
-            desk.last_price[pos.position_id] = (q.ltp, now)
+            desk.book.mark(pos.position_id, q.ltp, now)
             if desk.quote_failing.pop(pos.token, None) is not None:
                 desk.rec("data_healed", {"underlying": pos.underlying, "token": pos.token,
                                          "reason": "option quotes flowing again"})
             return q.ltp, q.bid, 0.0
-    except BrokerError as exc:
+    except (BrokerError, LookupError, ValueError) as exc:
         if pos.token not in desk.quote_failing:  # journal the first failure of a streak only
             desk.quote_failing[pos.token] = now
             desk.rec("broker_error", {"call": "quote", "token": pos.token, "error": str(exc)})
-    last = desk.last_price.get(pos.position_id)
-    if last is None:
+    if h.last_price_at is None:
         return None, 0.0, float("inf")
-    return last[0], 0.0, (now - last[1]).total_seconds()
+    return h.last_price, 0.0, (now - h.last_price_at).total_seconds()
 
 
+def bid_for_order(desk, order) -> float:
+    """The bid an exit's last-resort price starts from (the last price when there is no bid)."""
+    if order.position_id not in desk.book:
+        return 0.0
+    h = desk.book.get(order.position_id)
+    _, bid, _ = price_of(desk, h.pos)
+    return bid if bid > 0 else (h.last_price or 0.0)
+
+
+# --- per position ---------------------------------------------------------------------------------
 def check_positions(desk, hourly: bool) -> None:
     cfg = desk.cfg
-    for pid in list(desk.positions):
-        pos = desk.positions[pid]
-        premium, _, age = _price(desk, pos)
+    for pid in desk.book.ids():
+        h = desk.book.get(pid)
+        premium, _, age = price_of(desk, h.pos)
         if premium is not None:
-            pos, events = update_premium(pos, premium, cfg)
-            desk.positions[pid] = pos
+            pos, events = update_premium(h.pos, premium, cfg)
+            h.pos = pos
             for e in events:
                 desk.rec("stop_updated", {"position_id": pid, "kind": e.kind, "old_stop": e.old_stop,
                                           "new_stop": e.new_stop, "highest": pos.highest,
@@ -148,119 +91,105 @@ def check_positions(desk, hourly: bool) -> None:
         if hourly:
             if premium is not None:
                 desk.rec("position_mark", {"position_id": pid, "premium": premium})
-            view = desk.feed.hourly_view(pos.underlying)
+            view = desk.feed.hourly_view(h.pos.underlying)
             plus_di, minus_di = (view.plus_di, view.minus_di) if view else (None, None)
         ctx = ExitContext(now=desk.clock.now(), eod_exit_time=cfg.session.eod_exit,
                           stale_exit_sec=cfg.data.stale_exit_sec, kill_switch=desk.risk.kill.tripped,
                           vix_breaker_tripped=desk.risk.vix.tripped,
                           daily_loss_breached=desk.risk.daily_loss.tripped, hourly_close=hourly,
                           plus_di=plus_di, minus_di=minus_di, last_price_age_sec=age)
-        decision = evaluate_exit(pos, premium, ctx, cfg)
+        decision = evaluate_exit(h.pos, premium, ctx, cfg)
         if decision is not None:
             close_position(desk, pid, decision.primary, list(decision.secondary), decision.values)
+        elif h.exiting:
+            close_position(desk, pid, h.exiting, [])
 
 
-def broker_net_qty(desk, token: str) -> int:
+def flatten(desk, reason: str) -> None:
+    for pid in desk.book.ids():
+        close_position(desk, pid, reason, [])
+
+
+def broker_net_qty(desk, token: str) -> int | None:
     try:
         return max(0, sum(p.net_qty for p in desk.broker.positions() if p.token == token))
     except BrokerError as exc:
         desk.rec("broker_error", {"call": "positions", "error": str(exc)})
-        return 0
-
-
-def _working_exit(desk, pid: str):
-    """An earlier exit order of this position that the broker still works, if any."""
-    for row in desk.om.pending():
-        if row["position_id"] == pid and row["purpose"] == "exit":
-            order = desk.om.refresh(row)
-            if order is not None:
-                desk.om.sync(row["tag"], order)
-                if not order.terminal:
-                    return row, order
-    return None
+        return None
 
 
 def close_position(desk, pid: str, reason: str, secondary: list, values: dict | None = None) -> None:
-    pos = desk.positions[pid]
-    qty = open_qty(desk, pid)
-    if qty == 0:
-        finish_if_flat(desk, pid, reason)  # already sold (e.g. an earlier attempt filled late)
-        return
-    if desk.risk.mismatch.tripped:
-        qty = min(qty, broker_net_qty(desk, pos.token))  # protect what the broker really holds
-    if qty > 0:
+    """Decide the exit once; send an attempt only when no exit of this position is in flight."""
+    h = desk.book.get(pid)
+    pos = h.pos
+    if not h.exiting:
+        h.exiting, h.exit_secondary = reason, tuple(secondary)
         desk.rec("exit_signal", {"position_id": pid, "primary": reason, "secondary": secondary,
-                                 "premium": desk.last_price.get(pid, (None,))[0], "open_qty": qty,
+                                 "premium": h.last_price, "open_qty": h.open_qty,
                                  "values": values or {}})
-        working = _working_exit(desk, pid)
-        bid_now = lambda: _price(desk, pos)[1] or desk.last_price.get(pid, (pos.entry_price,))[0]
-        if working is not None:
-            row, order = working
-            desk.om.work_exit(desk.om.request_for(row), order, pos.tick_size, bid_now)
-        else:
-            attempt = desk.journal.query("SELECT COUNT(*) FROM orders WHERE position_id = ? AND "
-                                         "purpose = 'exit'", (pid,))[0][0]
-            _, bid, _ = _price(desk, pos)
-            ref = bid if bid > 0 else desk.last_price.get(pid, (pos.entry_price,))[0]
-            price = max(pos.tick_size, round_to_tick(ref, pos.tick_size, "down"))
-            tag = order_tag(desk.day, pos.underlying, SELL, pid, "exit", attempt, desk.cfg.orders.order_tag_len)
-            req = OrderRequest(tag=tag, exchange=pos.exchange, symbol=pos.symbol, token=pos.token,
-                               side=SELL, qty=qty, price=price)
-            order = desk.om.submit(req, "exit", pid, pos.underlying)
-            if order is not None:
-                desk.om.work_exit(req, order, pos.tick_size, bid_now)
-        finish_if_flat(desk, pid, reason)
-        if pid in desk.positions:
-            log.warning("exit of %s not complete yet; it stays open and is retried", pid)
-
-
-def finish_if_flat(desk, pid: str, reason: str) -> None:
-    """Close the position's books once exit fills cover it; otherwise it stays open and protected."""
-    if open_qty(desk, pid) > 0:
+    if desk.ex.live(purpose="exit", position_id=pid):
+        return  # a working or unknown exit is advanced by the execution tick, never doubled
+    qty = h.open_qty
+    if desk.risk.mismatch.tripped:
+        broker_qty = broker_net_qty(desk, pos.token)
+        if broker_qty is None:
+            return  # cannot see what the broker holds: ask again next tick
+        qty = min(qty, broker_qty)  # protect what the broker really holds
+    qty = min(qty, desk.ex.sellable(pos.token))
+    if qty <= 0:
         return
-    pos = desk.positions.pop(pid)
-    row = desk.journal.query("SELECT qty, exit_value FROM positions WHERE position_id = ?", (pid,))[0]
-    qty, exit_value = row[0], row[1]
-    exit_price = round(exit_value / qty, 4)
-    executed = desk.journal.query("SELECT COUNT(*) FROM orders WHERE filled_qty > 0 AND "
-                                  "(tag = ? OR (position_id = ? AND purpose = 'exit'))", (pid, pid))[0][0]
-    costs = trade_costs(pos.entry_price, exit_price, qty, desk.cfg, n_orders=max(2, executed))
+    attempt = sum(1 for o in desk.ex.orders.values() if o.position_id == pid and o.purpose == "exit")
+    _, bid, _ = price_of(desk, pos)
+    ref = bid if bid > 0 else (h.last_price or pos.entry_price)
+    price = max(pos.tick_size, round_to_tick(ref, pos.tick_size, "down"))
+    tag = order_tag(desk.day, pos.underlying, SELL, pid, "exit", attempt, desk.cfg.orders.order_tag_len)
+    req = OrderRequest(tag=tag, exchange=pos.exchange, symbol=pos.symbol, token=pos.token,
+                       side=SELL, qty=qty, price=price)
+    desk.ex.submit(req, "exit", pid, pos.underlying, pos.tick_size)
+
+
+def on_exit_final(desk, order) -> None:
+    """An exit the broker never received is sent again under its own tag (the same decision);
+    one that ended otherwise leaves the position to the next tick's attempt."""
+    if order.state != "never_placed" or order.position_id not in desk.book:
+        return
+    if any(o.position_id == order.position_id and o.purpose == "exit" and o.sent_at > order.sent_at
+           for o in desk.ex.orders.values()):
+        return  # a later attempt already took its place
+    desk.ex.resend(order, "the broker never received this exit")
+
+
+# --- fills and closing the books --------------------------------------------------------------
+def on_exit_fills(desk, order, new_qty: int, new_value: float) -> None:
+    h = desk.book.exit_fill(order.position_id, order.tag, new_qty, new_value / new_qty if new_qty else 0,
+                            order.last_fill_ts)
+    if h is None:
+        return
+    if h.open_qty < 0:
+        desk.short_detected(h.pos.token, h.pos.symbol, h.open_qty, f"exit {order.tag} oversold")
+    if h.open_qty <= 0:
+        finish(desk, order.position_id)
+
+
+def finish(desk, pid: str) -> None:
+    """Close the position's books, its risk counters and the day machine's move in one commit."""
+    h = desk.book.get(pid)
+    pos, qty = h.pos, h.pos.quantity
+    exit_price = round(h.exit_value / (qty - min(h.open_qty, 0)), 4)
+    costs = trade_costs(pos.entry_price, exit_price, qty, desk.cfg, n_orders=1 + max(1, len(h.exit_orders)))
     gross, net = pnl(pos.entry_price, exit_price, qty, costs)
-    desk.rec("position_closed", {"position_id": pid, "exit_price": exit_price, "reason": reason,
-                                 "gross_pnl": gross, "costs": float(costs.total), "net_pnl": net,
-                                 "costs_detail": costs.__dict__})
-    for ev in desk.risk.record_close(pos.underlying, net, reason, desk.clock.now()):
-        desk.journal_breaker(ev)
-        if ev.action == "tripped":
-            desk.halt(f"consecutive losses: {ev.reason}")
-    desk.save_risk()
-    if not desk.positions and desk.machine is not None and desk.machine.state == m.MANAGING:
-        desk.fire("flat", f"{pos.symbol} closed ({reason})")
-
-
-# --- after a crash ----------------------------------------------------------------------------------
-def resolve_pending_orders(desk) -> None:
-    """Every order the journal left open is asked of the broker; none is ever re-sent blindly."""
-    from .entries import open_position
-    for row in desk.om.pending():
-        order = desk.om.refresh(row)
-        if order is None:
-            continue  # the broker never got it: nothing to do, the decision stands as unfilled
-        desk.om.sync(row["tag"], order)
-        if row["purpose"] == "entry" and not order.terminal:
-            order = desk.om.cancel(row["tag"], order)  # a stale entry signal is not chased
-    for row in desk.journal.query("SELECT * FROM orders WHERE trading_day = ? AND purpose = 'entry' "
-                                  "AND filled_qty > 0 AND tag NOT IN (SELECT position_id FROM positions)",
-                                  (desk.day.isoformat(),)):
-        row = dict(row)
-        fills = desk.om.result(row["tag"], None)
-        if fills.filled_qty > 0:
-            inst = desk.feed.master.by_token(row["token"])
-            desk.rec("recovered_fill", {"tag": row["tag"], "filled_qty": fills.filled_qty})
-            open_position(desk, row["underlying"], inst.option_type, inst, row["tag"], fills.filled_qty,
-                          fills.avg_price, datetime.fromisoformat(fills.fills[0]["ts"]))
-    for pid in list(desk.positions):
-        if open_qty(desk, pid) == 0:
-            signals = [e for e in desk.journal.events(desk.day, kinds=("exit_signal",))
-                       if e.payload["position_id"] == pid]
-            finish_if_flat(desk, pid, signals[-1].payload["primary"] if signals else "exit_before_restart")
+    reason = h.exiting or "exit_before_restart"
+    with desk.journal.transaction():
+        desk.rec("position_closed", {"position_id": pid, "exit_price": exit_price, "reason": reason,
+                                     "gross_pnl": gross, "costs": float(costs.total), "net_pnl": net,
+                                     "costs_detail": costs.__dict__})
+        desk.book.remove(pid, net)
+        closed_at = datetime.fromisoformat(h.last_exit_fill) if h.last_exit_fill else desk.clock.now()
+        for ev in desk.risk.record_close(pos.underlying, net, reason, closed_at):
+            desk.journal_breaker(ev)
+            if ev.action == "tripped":
+                desk.halt(f"consecutive losses: {ev.reason}")
+        desk.save_risk()
+        if not len(desk.book) and not desk.ex.live(purpose="entry") and desk.machine is not None \
+                and desk.machine.state == m.MANAGING:
+            desk.fire("flat", f"{pos.symbol} closed ({reason})")

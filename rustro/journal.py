@@ -77,7 +77,9 @@ class Journal:
         self._forbidden = tuple(secret_pattern(s) for s in forbidden if s)
         self._depth = 0
         self.crash_after: int | None = None  # test seam: SIGKILL ourselves after this many commits
-        self._written = 0
+        self.crash_after_kind: str | None = None
+        self._commits = 0
+        self._kinds: list[str] = []
 
     # --- opening -----------------------------------------------------------------------------
     @classmethod
@@ -135,11 +137,18 @@ class Journal:
             self._depth -= 1
             if self._depth == 0:
                 self.conn.execute("ROLLBACK")
+                self._kinds = []
             raise
         else:
             self._depth -= 1
             if self._depth == 0:
                 self.conn.execute("COMMIT")
+                self._commits += 1
+                kinds, self._kinds = self._kinds, []
+                if self.crash_after is not None and self._commits >= self.crash_after:
+                    os.kill(os.getpid(), signal.SIGKILL)  # crash injection: after the Nth commit
+                if self.crash_after_kind and self.crash_after_kind in kinds:
+                    os.kill(os.getpid(), signal.SIGKILL)  # ... or after the commit holding a kind
 
     def record(self, kind: str, payload: dict | None = None, *, day: date | None = None,
                ts: datetime | None = None) -> int:
@@ -158,10 +167,8 @@ class Journal:
                 "INSERT INTO events(ts, trading_day, kind, payload) VALUES (?,?,?,?)",
                 (ts.isoformat(), day.isoformat(), kind, text))
             seq = cur.lastrowid
+            self._kinds.append(kind)
             projection.apply(self.conn, Event(seq, ts, day, kind, json.loads(text)))
-        self._written += 1
-        if self.crash_after is not None and self._written >= self.crash_after and self._depth == 0:
-            os.kill(os.getpid(), signal.SIGKILL)  # crash-injection for recovery tests
         return seq
 
     # --- reading -----------------------------------------------------------------------------

@@ -205,6 +205,8 @@ HANDLERS = {
     "order_modify": _order_field_update(),
     "order_rejected": _order_field_update(status="rejected"),
     "order_unknown": _order_field_update(status="unknown"),
+    "order_resent": _order_field_update(status="sent"),
+    "order_cancel": _order_field_update(status="cancel_pending"),
     "fill": _fill,
     "position_opened": _position_opened,
     "stop_updated": _stop_updated,

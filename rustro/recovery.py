@@ -61,6 +61,67 @@ def rebuild(journal, day: date) -> Recovered:
     return rec
 
 
+def restore_desk(desk, rec: Recovered) -> None:
+    """Rebuild the desk's components from the journal: the one time trading state is read from it."""
+    from .exits import position_from_row
+    from .risk import RiskState
+    j, day = desk.journal, desk.day
+    if rec.risk.get("state"):
+        desk.risk = RiskState.from_dict(rec.risk["state"], desk.cfg.risk)
+    if rec.daily_bias:
+        desk.bias = {u: p for u, p in rec.daily_bias.items() if u}
+    cap = j.events(day, kinds=("capital",))
+    if cap:
+        desk.capital = float(cap[-1].payload["capital"])
+    desk.book.realized_net, desk.book.closed = rec.realized_net, rec.closed_trades
+    exiting = {}
+    desk.entry_done = {r[0] for r in j.query("SELECT position_id FROM positions WHERE trading_day = ?",
+                                             (day.isoformat(),))}
+    for ev in j.events(day, kinds=("exit_signal", "entry_decision", "entry_abandoned")):
+        p = ev.payload
+        if ev.kind == "exit_signal":
+            exiting.setdefault(p["position_id"], p["primary"])
+        elif ev.kind == "entry_abandoned":
+            desk.entry_done.add(p.get("tag"))
+        elif p.get("tag"):
+            desk.decided.add(p["tag"])
+            if p.get("signal_bar"):
+                desk.signal_bar[p["tag"]] = datetime.fromisoformat(p["signal_bar"])
+    d = day.isoformat()
+    for row in rec.open_positions:
+        h = desk.book.open(position_from_row(row), datetime.fromisoformat(row["entry_time"]))
+        h.open_qty, h.exit_value = row["open_qty"], row["exit_value"]
+        h.last_price = row["last_price"]
+        h.exiting = exiting.get(row["position_id"], "")
+        exit_fills = j.query("SELECT tag, ts FROM fills WHERE tag IN (SELECT tag FROM orders WHERE "
+                             "position_id = ? AND purpose = 'exit') ORDER BY ts", (row["position_id"],))
+        h.exit_orders = {r[0] for r in exit_fills}
+        h.last_exit_fill = exit_fills[-1][1] if exit_fills else None
+    intents = {e.payload["tag"]: e.payload for e in j.events(day, kinds=("order_intent",))}
+    rows = []
+    for r in j.query("SELECT * FROM orders WHERE trading_day = ? ORDER BY created_ts", (d,)):
+        r = dict(r)
+        r["tick"] = intents.get(r["tag"], {}).get("tick")
+        r["first_price"] = intents.get(r["tag"], {}).get("price")
+        rows.append(r)
+    modifies: dict[str, int] = {}
+    cancels: dict[str, str] = {}
+    resent_at: dict[str, str] = {}
+    for ev in j.events(day, kinds=("order_modify", "order_cancel", "order_resent")):
+        tag = ev.payload["tag"]
+        if ev.kind == "order_modify":
+            modifies[tag] = ev.payload.get("step", modifies.get(tag, 0))
+        elif ev.kind == "order_cancel":
+            cancels[tag] = ev.payload.get("reason") or "cancel requested before the restart"
+        else:
+            modifies[tag] = 0
+            resent_at[tag] = ev.ts.isoformat()
+    for r in rows:
+        r["created_ts"] = resent_at.get(r["tag"], r["created_ts"])
+    fills = [dict(r) for r in j.query("SELECT * FROM fills WHERE trading_day = ? ORDER BY ts", (d,))]
+    desk.ex.restore(rows, fills, modifies, cancels)
+
+
 # --- reconciliation with the broker ---------------------------------------------------------------
 @dataclass(frozen=True)
 class ReconRow:

@@ -1,16 +1,33 @@
-"""The day plan as one table of APScheduler triggers, and the two drivers that run it.
+"""The day plan as one table of APScheduler triggers, and the one loop that runs it in every mode.
 
-Live and paper: APScheduler's BlockingScheduler whose executor runs each job in the scheduler's own
-loop on the main thread (so the bot stays single-threaded: one SQLite connection, signals handled
-between jobs), with max_instances=1, coalesce=True and a misfire grace. Sim: `SimDriver` asks the *same* trigger objects for their next
-fire time, moves the VirtualClock to the earliest and runs that job, so the plan is tested once.
+`day_plan` is the plan: APScheduler trigger objects (a DateTrigger per phase, a CronTrigger for the
+hourly bar closes, an IntervalTrigger for the monitor). `Agenda` is the single step function over
+it, shared by sim, backtest, the sandbox rehearsal, paper and live, so the sim can never be kinder
+than live:
+
+* a phase (pre_open, market_open, entry_start, eod_exit, market_close) is never skipped: late by any
+  amount it runs at once, once per process (phases are idempotent, and one already run by the
+  engine's catch-up is not run again: the agenda shares `TradingDay.phases_run`);
+* an interval job (monitor, hourly_close) that is late runs once, then is re-armed from the clock's
+  now (its next fire time after now), never from the missed schedule, so it cannot fall behind;
+* jobs due at the same instant run in plan order (phases before the monitor).
+
+The drivers differ only in how they wait for the next due job: a VirtualClock jumps to it; an
+AcceleratedClock or the WallClock sleeps in slices of at most 0.5 s real time, so a signal handler
+that sets the stop flag ends the loop between jobs promptly. Every job runs inline on the main
+thread, one at a time (one SQLite connection, signals handled between jobs).
+
+Live no longer runs on APScheduler's BlockingScheduler: it drops a one-off job that is later than
+its misfire grace (after one long job, eod_exit and market_close never ran and the process stayed
+up) and re-arms from the schedule, and running the sim through a second step function is how that
+went unseen. The triggers are still APScheduler's; only the loop is ours.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -18,7 +35,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .calendar import at
-from .clock import IST, AcceleratedClock, VirtualClock
+from .clock import IST, AcceleratedClock, VirtualClock, WallClock
 
 log = logging.getLogger(__name__)
 
@@ -64,93 +81,145 @@ def day_plan(day: date, session) -> list[PlanEntry]:
     return plan
 
 
-class SimDriver:
-    """Runs the plan on a VirtualClock (or an AcceleratedClock) as fast as it allows."""
+class DueJob(NamedTuple):
+    job: str
+    scheduled: datetime  # the fire time it was due at (earlier than now when late)
 
-    def __init__(self, clock: VirtualClock | AcceleratedClock, plan: list[PlanEntry],
-                 run_job: Callable[[str], None], should_stop: Callable[[], bool]):
+
+def _one_off(trigger: BaseTrigger) -> bool:
+    return isinstance(trigger, DateTrigger)
+
+
+def _next_after(trigger: BaseTrigger, fired: datetime, now: datetime) -> datetime | None:
+    """The trigger's next fire time after both `fired` and `now`: fire times missed while a job
+    ran are coalesced into the run just made, never replayed. A one-off gives None."""
+    nxt = trigger.get_next_fire_time(fired, now)
+    while nxt is not None and nxt <= now:
+        nxt = trigger.get_next_fire_time(nxt, now)
+    return nxt
+
+
+class Agenda:
+    """The step function every driver shares: what is due next, and take the next due job.
+
+    `phases_run` is the set of one-off jobs (phases) already run in this process; it is shared with
+    the engine (`TradingDay.phases_run`), so a phase run by catch-up is not run again, and a phase
+    taken from the agenda is added to it.
+    """
+
+    def __init__(self, plan: list[PlanEntry], now: datetime, phases_run: set[str] | None = None):
+        self.plan = list(plan)
+        self.phases_run = set() if phases_run is None else phases_run
+        # A one-off keeps its (possibly past) date: late, it is due at once, never dropped.
+        self._due: list[datetime | None] = [
+            None if _one_off(e.trigger) and e.job in self.phases_run
+            else e.trigger.get_next_fire_time(None, now) for e in self.plan]
+
+    def next_due(self) -> datetime | None:
+        """The earliest fire time still pending (may be in the past), or None when the day is done."""
+        pending = [t for t in self._due if t is not None]
+        return min(pending) if pending else None
+
+    def pop_due(self, now: datetime) -> DueJob | None:
+        """Take the job due at `now` that was due first (plan order at the same instant), and re-arm
+        its trigger from `now`. None if nothing is due yet. The caller runs the job."""
+        while True:
+            best = None
+            for i, t in enumerate(self._due):
+                if t is not None and t <= now and (best is None or t < self._due[best]):
+                    best = i
+            if best is None:
+                return None
+            entry, when = self.plan[best], self._due[best]
+            self._due[best] = _next_after(entry.trigger, when, now)
+            if _one_off(entry.trigger):
+                if entry.job in self.phases_run:  # run meanwhile (by catch-up): once per process
+                    continue
+                self.phases_run.add(entry.job)
+            return DueJob(entry.job, when)
+
+
+class DayDriver:
+    """Runs the plan's jobs through an `Agenda` until it is empty or `should_stop()` / `stop()`.
+
+    `phases_run`: phases already run in this process (pass `TradingDay.phases_run`).
+    `late_warn_sec`: a job starting later than this is logged as late; it still runs.
+    """
+
+    SLICE_SEC = 0.5  # longest real-time sleep between two stop checks
+
+    def __init__(self, clock, plan: list[PlanEntry], run_job: Callable[[str], None],
+                 should_stop: Callable[[], bool], *, phases_run: set[str] | None = None,
+                 late_warn_sec: float | None = None):
         self.clock = clock
         self.plan = plan
         self.run_job = run_job
         self.should_stop = should_stop
-
-    def run(self) -> int:
-        """Run jobs until `should_stop()`; returns the number of jobs run."""
-        now = self.clock.now()
-        due: list[datetime | None] = [e.trigger.get_next_fire_time(None, now) for e in self.plan]
-        # One-off phases already past were run by the engine's catch-up, as in live.
-        due = [None if t is not None and t < now else t for t in due]
-        ran = 0
-        while not self.should_stop():
-            pending = [(t, i) for i, t in enumerate(due) if t is not None]
-            if not pending:
-                break
-            when, i = min(pending)
-            if isinstance(self.clock, VirtualClock):
-                if when > self.clock.now():
-                    self.clock.set(when)
-            else:
-                self.clock.sleep_until(when)
-            self.run_job(self.plan[i].job)
-            ran += 1
-            after = max(when, self.clock.now())
-            nxt = self.plan[i].trigger.get_next_fire_time(when, after)
-            due[i] = nxt if nxt is None or nxt > when else None
-            for j, t in enumerate(due):  # a long job pushed the clock past other jobs: coalesce
-                if j != i and t is not None and t < self.clock.now() and self.plan[j].job == "monitor":
-                    due[j] = self.plan[j].trigger.get_next_fire_time(t, self.clock.now())
-        return ran
-
-
-class LiveDriver:
-    """APScheduler BlockingScheduler, jobs run inline on the main thread: no overlap, missed runs
-    coalesced, late runs beyond the misfire grace skipped (the engine's catch-up covers phases)."""
-
-    def __init__(self, plan: list[PlanEntry], run_job: Callable[[str], None],
-                 should_stop: Callable[[], bool], misfire_grace_sec: int):
-        from apscheduler.executors.debug import DebugExecutor
-
-        self.plan = plan
-        self.run_job = run_job
-        self.should_stop = should_stop
-        self.scheduler = _day_loop()(
-            timezone=IST, executors={"default": DebugExecutor()},
-            job_defaults={"max_instances": 1, "coalesce": True,
-                          "misfire_grace_time": misfire_grace_sec})
-
-    def _wrapped(self, job: str) -> None:
-        if self.should_stop():
-            return
-        self.run_job(job)
-        if self.should_stop():
-            self.scheduler.stop_requested = True
-
-    def run(self) -> int:
-        for i, entry in enumerate(self.plan):
-            self.scheduler.add_job(self._wrapped, entry.trigger, args=[entry.job],
-                                   id=f"{entry.job}-{i}", name=entry.job)
-        self.scheduler.start()
-        return 0
+        self.phases_run = set() if phases_run is None else phases_run
+        self.late_warn_sec = late_warn_sec
+        self.stop_requested = False
+        self.agenda: Agenda | None = None
 
     def stop(self) -> None:
         """From a signal handler: the job running now finishes, then the loop ends."""
-        self.scheduler.stop_requested = True
-        if self.scheduler.running:
-            self.scheduler.wakeup()
+        self.stop_requested = True
+
+    def _stopped(self) -> bool:
+        return self.stop_requested or self.should_stop()
+
+    def run(self) -> int:
+        """Run jobs until the plan is exhausted or a stop; returns the number of jobs run."""
+        self.agenda = agenda = Agenda(self.plan, self.clock.now(), self.phases_run)
+        ran = 0
+        while not self._stopped():
+            when = agenda.next_due()
+            if when is None or not self._wait_until(when):
+                break
+            now = self.clock.now()
+            due = agenda.pop_due(now)
+            if due is None:
+                continue
+            late = (now - due.scheduled).total_seconds()
+            if self.late_warn_sec is not None and late > self.late_warn_sec:
+                log.warning("job %s runs %.0f s late (due %s)", due.job, late,
+                            due.scheduled.strftime("%H:%M:%S"))
+            self.run_job(due.job)
+            ran += 1
+        return ran
+
+    def _wait_until(self, when: datetime) -> bool:
+        """Until the clock reaches `when`; False if stopped while waiting."""
+        if isinstance(self.clock, VirtualClock):
+            if when > self.clock.now():
+                self.clock.set(when)
+            return True
+        slice_sec = self.SLICE_SEC * getattr(self.clock, "factor", 1.0)  # in clock seconds
+        while True:
+            left = (when - self.clock.now()).total_seconds()
+            if left <= 0:
+                return True
+            if self._stopped():
+                return False
+            self.clock.sleep(min(left, slice_sec))
 
 
-def _day_loop():
-    from apscheduler.schedulers.blocking import BlockingScheduler
+class SimDriver(DayDriver):
+    """Sim, backtest and the sandbox rehearsal: a VirtualClock (jumps) or an AcceleratedClock."""
 
-    class DayLoop(BlockingScheduler):
-        """Stops only between job batches, so a job is never cut short and APScheduler's job store
-        is never shut under a job that is still running."""
-        stop_requested = False
+    def __init__(self, clock: VirtualClock | AcceleratedClock, plan: list[PlanEntry],
+                 run_job: Callable[[str], None], should_stop: Callable[[], bool], *,
+                 phases_run: set[str] | None = None, late_warn_sec: float | None = None):
+        super().__init__(clock, plan, run_job, should_stop, phases_run=phases_run,
+                         late_warn_sec=late_warn_sec)
 
-        def _process_jobs(self):
-            wait = super()._process_jobs()
-            if self.stop_requested:
-                self.shutdown(wait=False)
-            return wait
 
-    return DayLoop
+class LiveDriver(DayDriver):
+    """Paper and live: the same loop on the WallClock (or any clock given, for tests).
+
+    `misfire_grace_sec` no longer skips anything: a job later than that is only logged as late."""
+
+    def __init__(self, plan: list[PlanEntry], run_job: Callable[[str], None],
+                 should_stop: Callable[[], bool], misfire_grace_sec: float | None = None, *,
+                 clock=None, phases_run: set[str] | None = None):
+        super().__init__(clock if clock is not None else WallClock(), plan, run_job, should_stop,
+                         phases_run=phases_run, late_warn_sec=misfire_grace_sec)

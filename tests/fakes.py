@@ -51,3 +51,19 @@ class ScriptedBroker:
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
+
+
+def on_event(kind, action):
+    """build_desk whose desk calls `action(svc)` right after the first journaled event of `kind`."""
+    def build(svc, day, secrets):
+        from rustro.desk import build_desk
+        build_desk(svc, day, secrets)
+        desk, real, done = svc.desk, svc.desk.rec, []
+
+        def rec(k, payload):
+            real(k, payload)
+            if k == kind and not done:
+                done.append(k)
+                action(svc)
+        desk.rec = rec
+    return build

@@ -79,7 +79,8 @@ def test_missed_fill_is_journaled_at_restart(tmp_path):
         assert {r[0] for r in jj.query("SELECT fill_id FROM fills")} == broker_fills
         first = jj.query("SELECT * FROM positions ORDER BY entry_time")[0]
         assert first["status"] == "closed" and first["qty"] == 650
-        assert jj.events(kinds=("recovered_fill",))
+        recovered = jj.events(kinds=("recovered",))[0].seq
+        assert [e.seq for e in jj.events(kinds=("fill",))][0] > recovered  # found by the restart
 
 
 def test_unknown_broker_position_halts_and_reports(tmp_path):
@@ -106,7 +107,7 @@ def test_quantity_mismatch_halts_keeps_protecting(tmp_path):
     j = tmp_path / "journal.sqlite"
     from conftest import run_cli
     crashed = run_cli("run", "--sim", "--date", DAY.isoformat(), "--journal", j, "--quiet",
-                      env_extra={"RUSTRO_CRASH_AFTER_EVENTS": "32"})  # right after position_opened
+                      env_extra={"RUSTRO_CRASH_AFTER_KIND": "position_opened"})
     assert crashed.returncode == -9
     with Journal.open_readonly(j) as jj:
         pos = dict(jj.query("SELECT * FROM positions")[0])
@@ -120,7 +121,7 @@ def test_quantity_mismatch_halts_keeps_protecting(tmp_path):
         assert b.positions()[0].net_qty == 325  # half sold behind the bot's back
     run_day(Config(), "sim", j, DAY, 42, Secrets(), build_desk=build_desk)
     with Journal.open_readonly(j) as jj:
-        rec = jj.events(kinds=("reconciled",))[-1].payload
+        rec = [e.payload for e in jj.events(kinds=("reconciled",)) if not e.payload["ok"]][0]
         assert rec["rows"][0]["verdict"] == "quantity_mismatch"
         assert rec["rows"][0]["journal_qty"] == 650 and rec["rows"][0]["broker_qty"] == 325
         assert "halted" in [r[0] for r in jj.query("SELECT dst FROM transitions")]

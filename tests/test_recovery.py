@@ -26,7 +26,8 @@ def run_until(path, start: time, stop: time | None):
         day.startup()
         limit = at(DAY, stop) if stop else None
         SimDriver(clock, day_plan(DAY, cfg.session), day.run_job,
-                  lambda: day.done or (limit is not None and clock.now() >= limit)).run()
+                  lambda: day.done or (limit is not None and clock.now() >= limit),
+                  phases_run=day.phases_run).run()
         return day.machine.state, day.recovered
     finally:
         j.close()

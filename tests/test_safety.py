@@ -11,24 +11,13 @@ from rustro.credentials import Secrets
 from rustro.desk import build_desk
 from rustro.journal import Journal
 
+from fakes import on_event
+
 from conftest import run_cli
 
 DAY = date(2026, 10, 14)  # seed 42: an entry at 10:15
 
 
-def on_event(kind, action):
-    """build_desk whose journal calls `action(svc)` right after the first event of `kind`."""
-    def build(svc, day, secrets):
-        build_desk(svc, day, secrets)
-        desk, real, done = svc.desk, svc.desk.rec, []
-
-        def rec(k, payload):
-            real(k, payload)
-            if k == kind and not done:
-                done.append(k)
-                action(svc)
-        desk.rec = rec
-    return build
 
 
 def test_kill_switch_exits_and_halts(tmp_path):
@@ -156,7 +145,7 @@ def test_position_without_quotes_is_still_exited_after_stale_exit_sec(tmp_path):
         market, clock = svc.desk.market, svc.clock
         real = market.quote
         state["since"] = clock.now()
-        state["token"] = next(iter(svc.desk.positions.values())).token
+        state["token"] = next(iter(svc.desk.book.holdings.values())).pos.token
 
         def quote(exchange, tok):
             if tok == state["token"] and clock.now() < state["since"] + timedelta(minutes=10):

@@ -2,9 +2,12 @@
 --clock` in another, a whole accelerated trading day over real HTTP, then the journal and the
 sandbox's books must agree to the fill.
 
-Two days run side by side (a clean one and one with injected faults) to keep the file near a
-minute: 2026-10-14 with seed 42 trades twice in sim. At SPEED the 09:00-15:30 day takes ~59 s.
+Four days run side by side, each a sandbox and bot pair of processes, to keep the file near a
+minute: a clean day, a day of mixed faults, a day where most placeOrder replies are lost while the
+order book fails half the time, and a day where every order stays invisible in the books for 30 s.
+2026-10-14 with seed 42 trades twice in sim. At SPEED the 09:00-15:30 day takes about a minute.
 """
+import json
 import os
 import re
 import signal
@@ -13,7 +16,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyotp
@@ -23,10 +28,21 @@ REPO = Path(__file__).resolve().parent.parent
 DAY = "2026-10-14"
 SPEED = 400
 FAULTS = "empty:placeOrder:0.3,5xx:getOrderBook:0.1,html:quote:0.05,ag8001_after:60,partial:0.5"
+# Most placeOrder replies lost after the order is stored, and the order book (the only way to
+# find a lost order by tag) failing half the time.
+LOST_FAULTS = "lost:placeOrder:0.9,5xx:getOrderBook:0.5"
+# Every order absent from the order book, order details and trade book for 30 sandbox seconds.
+LAG_SEC = 30
+LAG_FAULTS = f"lag:{LAG_SEC}"
 MASTER = "/OpenAPI_File/files/OpenAPIScripMaster.json"
 # Non-default credentials for the clean day, given to the sandbox through the environment.
 ENV_SECRETS = {"SMARTAPI_API_KEY": "e2e-key-7Qm2", "SMARTAPI_CLIENT_CODE": "E2E90210",
                "SMARTAPI_MPIN": "e2eQ", "SMARTAPI_TOTP_SECRET": pyotp.random_base32()}
+# name -> (fault spec, credentials given to the sandbox or None for its printed defaults)
+PLANS = {"clean": ("", ENV_SECRETS), "faults": (FAULTS, None), "lost": (LOST_FAULTS, None),
+         "lag": (LAG_FAULTS, None)}
+# Order states in which the bot still thinks an order may be working (rustro/order_machine.py).
+IN_FLIGHT = ("intent", "sent", "unknown", "open", "partial", "modify_pending", "cancel_pending")
 
 
 def _free_port() -> int:
@@ -67,6 +83,7 @@ def _wait_ready(proc, clock_file: Path, port: int, out: Path, timeout: float = 3
 
 @dataclass
 class Day:
+    name: str
     dir: Path
     bot_rc: int
     sandbox_rc: int
@@ -82,6 +99,14 @@ class Day:
     def sandbox(self, sql, args=()):
         with sqlite3.connect(self.dir / "sandbox.sqlite") as c:
             return c.execute(sql, args).fetchall()
+
+    def events(self, kind: str) -> list[dict]:
+        return [json.loads(p) for (p,) in self.journal(
+            "SELECT payload FROM events WHERE trading_day = ? AND kind = ? ORDER BY seq",
+            (DAY, kind))]
+
+    def injected(self) -> set[tuple[str, str]]:
+        return set(re.findall(r"sandbox fault: (\S+) on (\S+)", self.sandbox_err))
 
 
 def _start(d: Path, faults: str, env_secrets: dict | None):
@@ -105,30 +130,31 @@ def _secrets_from_banner(text: str) -> dict:
     return found
 
 
-@pytest.fixture(scope="module")
-def days(tmp_path_factory):
-    """Run the clean day and the faulty day at the same time; results once both are done."""
-    base = tmp_path_factory.mktemp("e2e")
-    plans = {"clean": ("", ENV_SECRETS), "faults": (FAULTS, None)}
-    started = {name: _start(base / name, faults, secrets)
-               for name, (faults, secrets) in plans.items()}
-    bots = {}
+def _run_days(base: Path, plans: dict) -> dict[str, "Day"]:
+    """Run every planned day at the same time (a sandbox and a bot each, in base / name); results
+    once all are done. `plans`: name -> (fault spec, sandbox credentials or None)."""
+    started, bots, logs = {}, {}, []
     try:
+        for name, (faults, secrets) in plans.items():
+            started[name] = _start(base / name, faults, secrets)
         for name, (proc, port, files) in started.items():
             d = base / name
             _wait_ready(proc, d / "clock.json", port, d / "sandbox.out")
             creds = plans[name][1] or _secrets_from_banner((d / "sandbox.out").read_text())
+            logs += [open(d / "bot.out", "w"), open(d / "bot.err", "w")]
             bots[name] = subprocess.Popen(
                 [sys.executable, str(REPO / "rustro.py"), "run", "--live", "--clock",
                  str(d / "clock.json"), "--journal", str(d / "journal.sqlite"),
                  "--config", str(d / "config.toml")],
-                cwd=d, env=_env(creds), stdout=open(d / "bot.out", "w"),
-                stderr=open(d / "bot.err", "w"))
+                cwd=d, env=_env(creds), stdout=logs[-2], stderr=logs[-1])
         rcs = {name: bot.wait(timeout=150) for name, bot in bots.items()}
     finally:
         for bot in bots.values():
             if bot.poll() is None:
                 bot.kill()
+                bot.wait(timeout=15)
+        for f in logs:
+            f.close()
         for proc, _, files in started.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -136,12 +162,74 @@ def days(tmp_path_factory):
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(timeout=15)
             for f in files:
                 f.close()
-    return {name: Day(base / name, rcs[name], started[name][0].returncode,
+    return {name: Day(name, base / name, rcs[name], started[name][0].returncode,
                       *((base / name / f).read_text() for f in
                         ("sandbox.out", "sandbox.err", "bot.out", "bot.err")))
             for name in plans}
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory):
+    return _run_days(tmp_path_factory.mktemp("e2e"), PLANS)
+
+
+def _never_net_short(day: Day) -> None:
+    """Fill by fill, in the exchange's time order: no token's BUY - SELL ever goes below zero
+    (the sandbox, like Angel, would accept a second SELL and show it as a short)."""
+    net: dict[str, int] = defaultdict(int)
+    for fill_id, order_id, token, side, qty, when in day.sandbox(
+            "SELECT fill_id, order_id, token, side, qty, time FROM fills WHERE trading_day = ? "
+            "ORDER BY time, seq", (DAY,)):
+        net[token] += qty if side == "BUY" else -qty
+        assert net[token] >= 0, (f"{day.name}: token {token} net {net[token]} after fill "
+                                 f"{fill_id} (order {order_id}, {side} {qty} at {when})")
+
+
+def _longest_job(day: Day) -> dict:
+    """The day's longest scheduler job (wall seconds) from its day_summary, printed for -s."""
+    summaries = day.events("day_summary")
+    assert len(summaries) == 1, summaries
+    longest = summaries[0]["longest_job"]
+    assert isinstance(longest["wall_sec"], (int, float)) and longest["wall_sec"] >= 0, longest
+    assert longest["job"], longest
+    print(f"\n[e2e {day.name}] longest job: {longest['wall_sec']:.3f} s wall "
+          f"({longest['job']} at {longest['at']})")
+    return longest
+
+
+def _lost_replies_resolved(day: Day) -> int:
+    """Every order whose placeOrder reply was lost was settled from the books by its tag, never by
+    sending blindly: found in the order book (an `order_ack` resolved_by tag) or proved absent from
+    both books (`never_placed`) before any `order_resent`. Returns how many replies were lost."""
+    rows = day.journal("SELECT seq, kind, payload FROM events WHERE trading_day = ? AND kind IN "
+                       "('order_unknown', 'order_ack', 'order_update', 'order_resent') "
+                       "ORDER BY seq", (DAY,))
+    unknown: set[str] = set()
+    never_placed: set[str] = set()
+    lost = 0
+    for seq, kind, payload in rows:
+        p = json.loads(payload)
+        tag = p.get("tag")
+        if kind == "order_unknown":
+            unknown.add(tag)
+            lost += 1
+        elif kind == "order_ack" and tag in unknown | never_placed:
+            assert p.get("resolved_by") == "tag", (day.name, seq, p)
+            unknown.discard(tag)
+            never_placed.discard(tag)
+        elif kind == "order_update" and p.get("status") == "never_placed":
+            assert tag in unknown, (day.name, seq, p)
+            unknown.discard(tag)
+            never_placed.add(tag)
+        elif kind == "order_resent":
+            assert tag in never_placed, (f"{day.name}: tag {tag} resent without being proved "
+                                         f"absent from both books (seq {seq})")
+            never_placed.discard(tag)
+    assert not unknown, f"{day.name}: replies lost and never resolved: {sorted(unknown)}"
+    return lost
 
 
 def _check_day(day: Day) -> None:
@@ -154,6 +242,9 @@ def _check_day(day: Day) -> None:
                        "OR open_qty != 0") == []
     assert day.sandbox("SELECT token, SUM(CASE side WHEN 'BUY' THEN qty ELSE -qty END) AS net "
                        "FROM fills GROUP BY token HAVING net != 0") == []
+    # and never short on the way there, nor ever suspected of it by the bot
+    _never_net_short(day)
+    assert day.events("short_position") == []
     # the journal's orders and fills are the sandbox's, exactly
     journal_orders = day.journal("SELECT tag, broker_order_id, side, qty, filled_qty, status "
                                  "FROM orders WHERE trading_day = ? ORDER BY tag", (DAY,))
@@ -167,11 +258,17 @@ def _check_day(day: Day) -> None:
     assert journal_fills == sandbox_fills
     # no tag was ever placed twice
     assert day.sandbox("SELECT tag FROM orders GROUP BY tag HAVING COUNT(*) > 1") == []
+    # every lost reply was settled by tag, and nothing is left in flight at the close
+    _lost_replies_resolved(day)
+    in_flight = ", ".join("?" * len(IN_FLIGHT))
+    assert day.journal(f"SELECT tag, status FROM orders WHERE trading_day = ? AND status IN "
+                       f"({in_flight})", (DAY, *IN_FLIGHT)) == []
     # and the bot really traded: at least one entry and one exit filled
     filled = dict(day.journal("SELECT purpose, SUM(filled_qty) FROM orders WHERE trading_day = ? "
                               "GROUP BY purpose", (DAY,)))
     assert filled.get("entry", 0) > 0 and filled.get("exit", 0) == filled["entry"]
     assert day.journal("SELECT COUNT(*) FROM positions WHERE status = 'closed'")[0][0] >= 1
+    _longest_job(day)
 
 
 def test_clean_rehearsal_day_matches_the_sandbox_books(days):
@@ -183,20 +280,51 @@ def test_clean_rehearsal_day_matches_the_sandbox_books(days):
         assert value not in day.bot_out + day.bot_err
     assert "sandbox fault" not in day.sandbox_err
     assert day.journal("SELECT COUNT(*) FROM events WHERE kind = 'login'")[0][0] == 1
+    assert day.events("order_unknown") == []
 
 
 def test_faulty_rehearsal_day_still_flat_consistent_and_never_double_placed(days):
     day = days["faults"]
     _check_day(day)
     assert f"faults: {FAULTS}" in day.sandbox_out
-    injected = re.findall(r"sandbox fault: (\S+) on (\S+)", day.sandbox_err)
+    injected = day.injected()
     assert ("empty", "placeOrder") in injected   # seeded: the second placeOrder loses its reply
-    assert {("5xx", "getOrderBook"), ("html", "quote")} & set(injected)
-    # the lost reply was resolved from the order book by tag, never by sending again
-    assert day.journal("SELECT COUNT(*) FROM events WHERE kind = 'broker_error' "
-                       "AND json_extract(payload, '$.error') = 'AmbiguousOrder' "
-                       "AND json_extract(payload, '$.resolved') = 1")[0][0] >= 1
+    assert {("5xx", "getOrderBook"), ("html", "quote")} & injected
+    # the lost reply left the order unknown, and a later monitor tick found it by tag
+    assert _lost_replies_resolved(day) >= 1
+    assert any(a.get("resolved_by") == "tag" for a in day.events("order_ack"))
     # tokens died every 60 calls and the bot refreshed and carried on
     assert day.journal("SELECT COUNT(*) FROM events WHERE kind = 'token_refreshed'")[0][0] >= 5
     # partial fills happened and were journaled fill by fill
     assert day.sandbox("SELECT order_id FROM fills GROUP BY order_id HAVING COUNT(*) > 1") != []
+
+
+def test_lost_replies_and_failing_order_book_never_place_a_tag_twice_nor_go_short(days):
+    day = days["lost"]
+    _check_day(day)
+    assert f"faults: {LOST_FAULTS}" in day.sandbox_out
+    injected = day.injected()
+    assert {("lost", "placeOrder"), ("5xx", "getOrderBook")} <= injected
+    # most replies were lost, and each such order was settled from the books by its tag
+    lost = _lost_replies_resolved(day)
+    sent = len(day.events("order_sent")) + len(day.events("order_resent"))
+    assert lost >= 2 and lost >= sent // 2, (lost, sent)
+    assert any(a.get("resolved_by") == "tag" for a in day.events("order_ack"))
+
+
+def test_books_lagging_30s_never_place_a_tag_twice_nor_go_short(days):
+    day = days["lag"]
+    _check_day(day)
+    assert f"faults: {LAG_FAULTS}" in day.sandbox_out
+    # the lag really held: no fill reached the journal before its order was LAG_SEC old
+    placed = dict(day.sandbox("SELECT f.fill_id, o.placed_at FROM fills f "
+                              "JOIN orders o ON o.order_id = f.order_id WHERE f.trading_day = ?",
+                              (DAY,)))
+    journaled = day.journal("SELECT ts, json_extract(payload, '$.fill_id') FROM events "
+                            "WHERE trading_day = ? AND kind = 'fill'", (DAY,))
+    assert journaled
+    for ts, fill_id in journaled:
+        lag = datetime.fromisoformat(ts) - datetime.fromisoformat(placed[fill_id])
+        assert lag >= timedelta(seconds=LAG_SEC), (fill_id, ts, placed[fill_id])
+    # an order merely invisible for a while is not "never placed" (nor resent)
+    assert day.events("order_resent") == []

@@ -52,8 +52,21 @@ def test_sim_driver_skips_past_one_off_phases_on_resume():
     cfg = Config()
     clock = VirtualClock(datetime(2026, 11, 20, 11, 37, tzinfo=IST))
     seen = []
-    SimDriver(clock, day_plan(DAY, cfg.session), seen.append, lambda: len(seen) > 3).run()
-    assert "pre_open" not in seen and "market_open" not in seen  # the engine's catch-up ran those
+    ran_by_catch_up = {"pre_open", "market_open", "entry_start"}
+    SimDriver(clock, day_plan(DAY, cfg.session), seen.append, lambda: len(seen) > 3,
+              phases_run=ran_by_catch_up).run()
+    assert not ran_by_catch_up & set(seen)  # the engine's catch-up ran those: not run twice
+    assert seen == ["monitor"] * 4
+
+
+def test_sim_driver_runs_a_past_phase_not_yet_run_at_once_and_once():
+    cfg = Config()
+    clock = VirtualClock(datetime(2026, 11, 20, 11, 37, tzinfo=IST))
+    seen = []
+    SimDriver(clock, day_plan(DAY, cfg.session), lambda j: seen.append((clock.now(), j)),
+              lambda: len(seen) > 4).run()
+    assert [j for _, j in seen] == ["pre_open", "market_open", "entry_start", "monitor", "monitor"]
+    assert [t.strftime("%H:%M:%S") for t, _ in seen] == ["11:37:00"] * 4 + ["11:37:05"]
 
 
 def test_live_driver_runs_jobs_in_order_one_at_a_time_and_stops():

@@ -271,6 +271,7 @@ def build_angel(svc, secrets: Secrets) -> tuple[AngelOneMarketData, AngelOneBrok
     broker, market = connect(svc.cfg, secrets, svc.clock,
                              on_event=lambda kind, payload: svc.journal.record(kind, payload),
                              home=Path(svc.journal.path).parent)
+    broker.resolve_tries = 0  # the bot resolves a lost reply by tag on later ticks, never by sleeping
     return market, broker
 
 

@@ -90,8 +90,7 @@ class PaperBroker:
         """Nothing to log in to: kept so the paper broker is a drop-in `Broker`."""
 
     @property
-    def store(self):
-        """The paper exchange's own database (tests and scripts/crashtest.py look into it)."""
+    def store(self):  # the exchange's own database, for tests and scripts/crashtest.py
         return self._store
 
     def close(self) -> None:
