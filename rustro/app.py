@@ -74,20 +74,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
             secrets: Secrets, build_desk=None, extra: dict | None = None,
             clock_file: str | None = None) -> RunResult:
     cal = TradingCalendar.from_config(cfg)
-    if clock_file:
-        clock = load_clock_file(clock_file)
-        day = clock.now().date()
-    elif mode == "sim":
-        day = day or default_sim_day(cal, WallClock().now().date())
-        clock = VirtualClock(at(day, cfg.session.pre_open))
-        if cfg.sim.speed > 0:
-            clock = AcceleratedClock(at(day, cfg.session.pre_open), cfg.sim.speed)
-    else:
-        clock = WallClock()
-        today = clock.now().date()
-        if day is not None and day != today:
-            raise UsageError(f"--date {day} is only for --sim; {mode} trades today ({today})")
-        day = today
+    clock, day = _clock_and_day(cfg, cal, mode, day, clock_file)
     forbidden = (secrets.api_key, secrets.client_code, secrets.mpin, secrets.totp_secret)
     journal = Journal.open(journal_path, clock, forbidden=forbidden)
     svc = None
@@ -119,16 +106,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             tday.startup()
-            plan = day_plan(day, cfg.session)
-            # One loop for every mode (see scheduler.py); phases run by catch-up are not run again.
-            if mode == "sim" or clock_file:
-                driver = SimDriver(clock, plan, tday.run_job, lambda: tday.done,
-                                   phases_run=tday.phases_run,
-                                   late_warn_sec=None if isinstance(clock, VirtualClock)
-                                   else cfg.session.misfire_grace_sec)
-            else:
-                driver = LiveDriver(plan, tday.run_job, lambda: tday.done, cfg.session.misfire_grace_sec,
-                                    clock=clock, phases_run=tday.phases_run)
+            driver = _driver(cfg, mode, clock, tday, day, virtual=mode == "sim" or bool(clock_file))
             driver_box.append(driver)
             jobs = 0 if tday.done else driver.run()
             if tday.shutdown_requested:
@@ -141,6 +119,34 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         if svc is not None and hasattr(svc.broker, "close"):
             svc.broker.close()  # the paper broker's own database
         journal.close()
+
+
+def _clock_and_day(cfg: Config, cal: TradingCalendar, mode: str, day: date | None,
+                   clock_file: str | None):
+    if clock_file:
+        clock = load_clock_file(clock_file)
+        return clock, clock.now().date()
+    if mode == "sim":
+        day = day or default_sim_day(cal, WallClock().now().date())
+        if cfg.sim.speed > 0:
+            return AcceleratedClock(at(day, cfg.session.pre_open), cfg.sim.speed), day
+        return VirtualClock(at(day, cfg.session.pre_open)), day
+    clock = WallClock()
+    today = clock.now().date()
+    if day is not None and day != today:
+        raise UsageError(f"--date {day} is only for --sim; {mode} trades today ({today})")
+    return clock, today
+
+
+def _driver(cfg: Config, mode: str, clock, tday: TradingDay, day: date, virtual: bool):
+    """One loop for every mode (see scheduler.py); phases run by catch-up are not run again."""
+    plan = day_plan(day, cfg.session)
+    if virtual:
+        return SimDriver(clock, plan, tday.run_job, lambda: tday.done, phases_run=tday.phases_run,
+                         late_warn_sec=None if isinstance(clock, VirtualClock)
+                         else cfg.session.misfire_grace_sec)
+    return LiveDriver(plan, tday.run_job, lambda: tday.done, cfg.session.misfire_grace_sec,
+                      clock=clock, phases_run=tday.phases_run)
 
 
 def _crash_seams(journal: Journal, broker) -> None:

@@ -352,3 +352,26 @@ def test_a_second_broker_order_under_our_tag_is_journaled_and_cancelled(tmp_path
         sneaked = [o for o in b.order_book() if o.order_id == dup[0].payload["order_id"]]
         assert sneaked[0].status == "cancelled"
         assert all(p.net_qty == 0 for p in b.positions())
+
+
+class LostAfter(ScriptedBroker):
+    """modify_order / cancel_order are applied by the broker, then their reply is lost."""
+
+    def modify_order(self, order_id, r):
+        self.inner.modify_order(order_id, r)
+        raise AmbiguousOrder("read timeout after modifyOrder")
+
+    def cancel_order(self, order_id, variety="NORMAL"):
+        self.inner.cancel_order(order_id, variety)
+        raise AmbiguousOrder("connection reset after cancelOrder")
+
+
+def test_lost_modify_and_cancel_replies_are_settled_by_the_next_poll(journal, paper, vclock, market):
+    market.quotes[TOKEN] = (104.0, 105.0)  # nothing fills: the whole ladder runs, then a cancel
+    ex = ex_for(journal, LostAfter(paper), vclock)
+    o = ex.submit(req("t-lostmod"), "entry", "t-lostmod", "NIFTY", 0.05)
+    ticks(ex, vclock, 12)
+    assert [m["price"] for m in kinds(journal, "order_modify")] == [100.25, 100.5, 100.75, 101.0]
+    assert paper.order_book()[0].price == 101.0 and o.req.price == 101.0  # the broker's price stands
+    assert o.state == om.CANCELLED and len(kinds(journal, "order_cancel")) == 1
+    assert len(paper.order_book()) == 1  # never a second order for a lost reply
