@@ -16,6 +16,7 @@ import requests
 import responses
 from freezegun import freeze_time
 
+from rustro.broker import angelone_parse as ap
 from rustro.broker.angelone import AngelOneBroker, AngelOneMarketData, build_angel, connect
 from rustro.broker.angelone_session import SmartApiSession
 from rustro.broker.base import (AmbiguousOrder, AuthExpired, BrokerError, OrderRejected,
@@ -24,6 +25,7 @@ from rustro.broker.ratelimit import RateLimiter
 from rustro.clock import IST, VirtualClock
 from rustro.config import Config
 from rustro.credentials import Secrets
+from rustro.market.base import DataError
 
 BASE = "https://api.test"
 SEC = "/rest/secure/angelbroking"
@@ -566,13 +568,164 @@ def test_candles_bad_input_and_bad_rows(live):
     with pytest.raises(ValueError, match="naive"):
         live.md.candles("NSE", "1", "ONE_HOUR", datetime(2026, 1, 5), t)
     assert live.md.candles("NSE", "1", "ONE_HOUR", t, t) == []
-    live.add("POST", "candles", ok([["2026-01-05T10:15:00", 1, 2, 3, 4, 0]]))
-    with pytest.raises(BrokerError, match="getCandleData.*timestamp"):
-        live.md.candles("NSE", "1", "ONE_HOUR", t, t + timedelta(days=1))
+    # a bad row is a missing bar, reported for the journal rather than failing the whole call
+    live.add("POST", "candles", ok([["2026-01-05T10:15:00", 1, 2, 0.5, 1, 0]]))
+    assert live.md.candles("NSE", "1", "ONE_HOUR", t, t + timedelta(days=1)) == []
+    [err] = live.md.drain_rejected()
+    assert isinstance(err, DataError) and isinstance(err, BrokerError)
+    assert (err.route, err.index, err.field) == ("getCandleData", 0, "timestamp")
+    assert "getCandleData row 0" in str(err)
     live.rsps.replace("POST", BASE + P["candles"], body=ok([["2026-01-05T10:15:00+05:30", 1, "x",
                                                               3, 4, 0]]))
-    with pytest.raises(BrokerError, match="getCandleData.*'high'"):
+    assert live.md.candles("NSE", "1", "ONE_HOUR", t, t + timedelta(days=1)) == []
+    [err] = live.md.drain_rejected()
+    assert (err.field, err.value) == ("high", "x") and "'high'" in str(err)
+    live.rsps.replace("POST", BASE + P["candles"], body=ok({"candles": []}))
+    with pytest.raises(BrokerError, match="getCandleData.*not a list"):   # the answer itself
         live.md.candles("NSE", "1", "ONE_HOUR", t, t + timedelta(days=1))
+
+
+BAD_CANDLES = {   # name: (row, field named, value named)
+    "zero open": (["2026-01-05T11:15:00+05:30", 0, 2, 1, 1.5, 10], "open", 0.0),
+    "negative low": (["2026-01-05T11:15:00+05:30", 1, 2, -1, 1.5, 10], "low", -1.0),
+    "high below low": (["2026-01-05T11:15:00+05:30", 1.5, 1, 2, 1.5, 10], "high", 1.0),
+    "open above high": (["2026-01-05T11:15:00+05:30", 3, 2, 1, 1.5, 10], "open", 3.0),
+    "close below low": (["2026-01-05T11:15:00+05:30", 1.5, 2, 1, 0.5, 10], "close", 0.5),
+    "NaN close": (["2026-01-05T11:15:00+05:30", 1.5, 2, 1, "NaN", 10], "close", "NaN"),
+    "inf high": (["2026-01-05T11:15:00+05:30", 1.5, "inf", 1, 1.5, 10], "high", "inf"),
+    "negative volume": (["2026-01-05T11:15:00+05:30", 1.5, 2, 1, 1.5, -5], "volume", -5.0),
+    "short row": (["2026-01-05T11:15:00+05:30", 1.5, 2, 1, 1.5], "row", None),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CANDLES)
+def test_bad_candle_is_skipped_as_a_missing_bar_and_reported(live, name):
+    bad, field_, value = BAD_CANDLES[name]
+    rows = [["2026-01-05T10:15:00+05:30", 1, 2, 0.5, 1.5, 0], bad,
+            ["2026-01-05T12:15:00+05:30", 1, 2, 0.5, 1.5, 0]]
+    live.add("POST", "candles", ok(rows))
+    bars = live.md.candles("NSE", "99926000", "ONE_HOUR", datetime(2026, 1, 5, 9, 15, tzinfo=IST),
+                           datetime(2026, 1, 5, 15, 30, tzinfo=IST))
+    assert [b.start.hour for b in bars] == [10, 12]            # 11:15 is a gap, not a bar
+    [err] = live.md.drain_rejected()
+    assert (err.route, err.index, err.field) == ("getCandleData", 1, field_)
+    if value is not None:
+        assert err.value == value
+    p = err.payload()
+    json.dumps(p, allow_nan=False)                              # the journal takes it as is
+    assert p["route"] == "getCandleData" and p["index"] == 1 and p["field"] == field_
+    assert live.md.drain_rejected() == []
+
+
+@pytest.mark.parametrize("where, value", [("ltp", -1), ("buy", -112.4), ("sell", -0.05)])
+def test_quote_with_a_negative_price_is_a_data_error_naming_the_row(live, where, value):
+    row = json.loads(json.dumps(QUOTE_ROW))
+    if where == "ltp":
+        row["ltp"] = value
+    else:
+        row["depth"][where][0]["price"] = value
+    live.add("POST", "quote", ok({"fetched": [row], "unfetched": []}))
+    with pytest.raises(DataError) as info:
+        live.md.quote("NFO", "48223")
+    err = info.value
+    assert isinstance(err, BrokerError) and isinstance(err, ValueError)
+    assert (err.route, err.index, err.token, err.value) == ("quote", 0, "48223", value)
+    assert err.field == ("ltp" if where == "ltp" else f"depth.{where}[0].price")
+    assert "quote row 0 (token 48223)" in str(err)
+
+
+@pytest.mark.parametrize("value", [-0.05, "-14.2"])
+def test_negative_ltp_is_a_data_error(live, value):
+    live.add("POST", "ltp", ok({"ltp": value}))
+    with pytest.raises(DataError, match="getLtpData.*'ltp'.*>= 0"):
+        live.md.ltp("NSE", "99926000")
+
+
+@pytest.mark.parametrize("value", [-14.35, 0, "0.00"])
+def test_negative_or_zero_vix_is_a_data_error(live, value):
+    live.add("POST", "ltp", ok({"ltp": value}))
+    with pytest.raises(DataError, match="getLtpData.*99926017.*'ltp'"):
+        live.md.vix()
+
+
+def test_a_data_error_survives_the_sessions_secret_scrubbing(live):
+    """SmartApiSession rebuilds a parse error as type(err)(text, code) when it masks a secret."""
+    row = dict(QUOTE_ROW, ltp=-1, symbolToken=TOKENS_1["jwtToken"])
+    live.add("POST", "quote", ok({"fetched": [row], "unfetched": []}))
+    with pytest.raises(DataError) as info:
+        live.md.quotes("NFO", ["48223"])
+    assert TOKENS_1["jwtToken"] not in str(info.value)
+    assert (info.value.route, info.value.field, info.value.index) == ("quote", "ltp", 0)
+
+
+@pytest.mark.parametrize("call, match", [   # each ended in another exception type (or junk) before
+    pytest.param(lambda: ap.num({"price": 10 ** 400}, "price", "getOrderBook"),
+                 r"getOrderBook: field 'price' is not a number", id="int beyond float: Overflow"),
+    pytest.param(lambda: ap.parse_response("getRMS", 200, "[" * 100_000),
+                 r"getRMS: non-JSON body", id="deep nesting: RecursionError"),
+    pytest.param(lambda: ap.parse_candle(["0001-01-01T00:00:00+14:00", 1, 2, 0.5, 1, 0],
+                                         "getCandleData", 4),
+                 r"getCandleData row 4: field 'timestamp'", id="year 1 in IST: OverflowError"),
+    pytest.param(lambda: ap.parse_quote([], "quote", T0), r"quote: quote row is list",
+                 id="list row: AttributeError"),
+    pytest.param(lambda: ap.text({"orderid": {"a": 1}}, "orderid", "getOrderBook"),
+                 r"getOrderBook: field 'orderid' is not text", id="object as text: was str()"),
+])
+def test_junk_is_a_named_broker_error_not_a_crash(call, match):
+    with pytest.raises(BrokerError, match=match):
+        call()
+
+
+def _master_rows(with_options):
+    rows = [{"token": "99926000", "symbol": "Nifty 50", "name": "NIFTY", "expiry": "",
+             "strike": "0.000000", "lotsize": "1", "instrumenttype": "AMXIDX", "exch_seg": "NSE",
+             "tick_size": "0.000000"},
+            {"token": "50001", "symbol": "NIFTY27JAN26FUT", "name": "NIFTY", "expiry": "27JAN2026",
+             "strike": "-1.000000", "lotsize": "65", "instrumenttype": "FUTIDX", "exch_seg": "NFO",
+             "tick_size": "10.000000"}]
+    if with_options:
+        rows.append({"token": "48223", "symbol": "NIFTY13JAN2624000CE", "name": "NIFTY",
+                     "expiry": "13JAN2026", "strike": "2400000.000000", "lotsize": "65",
+                     "instrumenttype": "OPTIDX", "exch_seg": "NFO", "tick_size": "5.000000"})
+    return rows
+
+
+def test_master_without_options_is_not_cached_and_a_corrected_one_is_read(env):
+    md = AngelOneMarketData(env.session, MASTER_URL, env.tmp / "master",
+                            underlyings=("NIFTY", "BANKNIFTY"))
+    env.add("GET", MASTER_URL, json.dumps(_master_rows(with_options=False)))
+    with pytest.raises(BrokerError, match="rejected, not cached.*no NIFTY, BANKNIFTY options"):
+        md.instrument_master()
+    assert not any((env.tmp / "master").glob("*"))             # nothing on disk
+    with pytest.raises(BrokerError, match="rejected"):         # nor in memory: read again
+        md.ltp("NFO", "48223")
+    assert len(env.calls(MASTER_URL)) == 2 and env.calls("ltp") == []
+    # options for one underlying only: still refused, naming the one missing
+    env.rsps.replace("GET", MASTER_URL, body=json.dumps(_master_rows(with_options=True)))
+    with pytest.raises(BrokerError, match="no BANKNIFTY options") as info:
+        md.instrument_master()
+    assert "NIFTY," not in str(info.value)
+    assert not any((env.tmp / "master").glob("*"))
+    assert len(env.calls(MASTER_URL)) == 3                     # every call read the file again
+    md.underlyings = ("NIFTY",)
+    assert md.instrument_master() == _master_rows(with_options=True)
+    assert md.instrument_master() == _master_rows(with_options=True)
+    assert len(env.calls(MASTER_URL)) == 4                     # a good one is cached
+    assert (env.tmp / "master" / "scripmaster-2026-01-06.json").is_file()
+
+
+def test_a_bad_master_left_on_disk_is_deleted_not_reused(env):
+    """A file cached by an older build (or for another config) is checked like a fresh one."""
+    (env.tmp / "master").mkdir()
+    cached = env.tmp / "master" / "scripmaster-2026-01-06.json"
+    cached.write_text(json.dumps(_master_rows(with_options=False)))
+    env.add("GET", MASTER_URL, json.dumps(_master_rows(with_options=True)))
+    md = AngelOneMarketData(env.session, MASTER_URL, env.tmp / "master", underlyings=("NIFTY",))
+    with pytest.raises(BrokerError, match="no NIFTY options"):
+        md.instrument_master()
+    assert not cached.exists() and env.calls(MASTER_URL) == []
+    assert md.instrument_master() == _master_rows(with_options=True)
+    assert len(env.calls(MASTER_URL)) == 1
 
 
 def test_instrument_master_streams_to_a_daily_cache(env):
@@ -797,6 +950,7 @@ def test_connect_builds_one_shared_session_from_config(tmp_path):
     assert broker.session.limiter.margin == 0.05
     assert broker.session.token_cache_path == tmp_path / ".token_cache.json"
     assert md.master_dir == tmp_path / "cache"
+    assert md.underlyings == tuple(u.name for u in Config().underlyings)  # the master must serve them
     assert broker.name == "angelone"
 
 

@@ -12,7 +12,7 @@ from rustro.clock import IST
 from rustro.market.bars import (BarWindow, bar_close, daily_bars, expected_hour_starts,
                                 expected_minute_starts, expected_starts, find_gaps,
                                 hour_bar_close, hour_bar_start, hourly_bars)
-from rustro.market.base import ONE_DAY, ONE_HOUR, ONE_MINUTE, Bar
+from rustro.market.base import ONE_DAY, ONE_HOUR, ONE_MINUTE, Bar, DataError
 
 D = date(2025, 6, 3)          # a Tuesday
 D2 = date(2025, 6, 4)
@@ -260,3 +260,18 @@ def test_window_stores_ist_starts():
     w.upsert(utc)
     assert w.last.start.tzinfo == IST and w.last.start == t(9, 15)
     assert w.upsert(Bar(t(9, 15), 1, 1, 1, 1)) is False                 # same instant, same bar
+
+
+@pytest.mark.parametrize("bar, field", [
+    (Bar(t(9, 15), 0.0, 1.0, 0.0, 0.5), "open"),           # zero prices
+    (Bar(t(9, 15), -1.0, 1.0, -2.0, 0.5), "open"),         # negative
+    (Bar(t(9, 15), 3.0, 2.0, 1.0, 1.5), "open"),           # open above high
+    (Bar(t(9, 15), 1.5, 2.0, 1.0, 0.5), "close"),          # close below low
+    (Bar(t(9, 15), 1.5, 2.0, 1.0, 1.5, -10.0), "volume"),  # negative volume
+])
+def test_window_refuses_impossible_bars(bar, field):
+    w = BarWindow("26000", ONE_HOUR)
+    with pytest.raises(DataError, match=f"26000 ONE_HOUR bar at .*'{field}'") as info:
+        w.upsert(bar)
+    assert isinstance(info.value, ValueError) and info.value.field == field
+    assert len(w) == 0

@@ -7,7 +7,7 @@ import pytest
 
 from rustro.market.instruments import (
     INSTRUMENT_COLUMNS, INSTRUMENTS_DDL, Instrument, InstrumentMaster, MasterError, atm_strike,
-    parse_expiry, parse_master, parse_master_json,
+    check_master, parse_expiry, parse_master, parse_master_json,
 )
 
 E1, E2, E3 = date(2026, 1, 6), date(2026, 1, 13), date(2026, 1, 27)   # NIFTY Tuesdays
@@ -251,3 +251,57 @@ def test_duplicate_tokens_rejected_when_building_from_instruments():
     i = Instrument("1", "A", "NIFTY", "NFO", "FUTIDX", E1, None, None, 65, 0.1)
     with pytest.raises(MasterError, match="duplicate token 1"):
         InstrumentMaster([i, i])
+
+
+def test_require_all_names_every_missing_underlying():
+    m = parse_master(base_rows(), ("NIFTY", "BANKNIFTY", "FINNIFTY"))
+    m.require_all(["NIFTY", "BANKNIFTY"])
+    with pytest.raises(MasterError, match=r"no FINNIFTY options .*rows read \d+, kept \d+"):
+        m.require_all(["NIFTY", "FINNIFTY"])
+    none = parse_master([r for r in base_rows() if r["instrumenttype"] != "OPTIDX"])
+    with pytest.raises(MasterError, match="no NIFTY, BANKNIFTY options"):
+        none.require_all(("NIFTY", "BANKNIFTY"))
+
+
+def test_check_master_refuses_a_master_without_options_for_any_underlying():
+    assert len(check_master(base_rows(), ["NIFTY"])) == len(parse_master(base_rows(), ["NIFTY"]))
+    with pytest.raises(MasterError, match="no FINNIFTY options"):
+        check_master(base_rows(), ["NIFTY", "FINNIFTY"])
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("lotsize", float("inf"), "bad_lot"),      # int(inf): OverflowError
+    ("lotsize", float("nan"), "bad_lot"),
+    ("lotsize", 65.5, "bad_lot"),              # was truncated to 65
+    ("lotsize", True, "bad_lot"),              # was lot 1
+    pytest.param("tick_size", 10 ** 400, "bad_tick", id="tick_size-10**400"),  # OverflowError
+    pytest.param("strike", 10 ** 400, "bad_strike", id="strike-10**400"),
+    ("strike", [2400000], "bad_strike"),
+    pytest.param("strike", 5e-324, "bad_strike", id="strike-denormal"),  # 0.0 rupees once / 100
+])
+def test_junk_numbers_in_a_row_are_skipped_not_raised(field, value, reason):
+    m = parse_master(base_rows() + [{**opt("90001", "NIFTY", E1, 24000, "CE"), field: value}])
+    assert m.skipped == {reason: 1}
+
+
+def test_a_non_text_name_is_skipped_not_raised():
+    rows = base_rows() + [{**opt("90001", "NIFTY", E1, 24000, "CE"), "name": ["NIFTY"]},
+                          {**opt("90002", "NIFTY", E1, 24000, "CE"), "name": {"x": 1}},
+                          {**idx("90003", "Odd Index", "X"), "name": {"x": 1}}]
+    m = parse_master(rows)
+    assert "90001" not in {i.token for i in m.instruments}
+    assert m.by_token("90003").name == ""
+    assert len(m) == len(parse_master(base_rows())) + 1
+
+
+@pytest.mark.parametrize("i,value,match", [
+    (6, float("nan"), "bad strike"), (6, float("inf"), "bad strike"), (6, 0.0, "bad strike"),
+    (6, -24000.0, "bad strike"), (8, float("inf"), "bad lot_size"), (8, 0, "bad lot_size"),
+    (9, float("inf"), "bad tick_size"), (9, -0.05, "bad tick_size"),
+])
+def test_from_records_rejects_non_finite_or_non_positive_numbers(master, i, value, match):
+    """The journal's cached copy is checked like a fresh master: no NaN strike, no inf lot."""
+    rec = list(next(r for r in master.to_records() if r[7] == "CE"))
+    rec[i] = value
+    with pytest.raises(MasterError, match=f"record 0 .*{match}"):
+        InstrumentMaster.from_records([rec])

@@ -14,9 +14,9 @@ from pathlib import Path
 from urllib.parse import quote as urlquote
 
 from rustro.broker import ratelimit as rl
-from rustro.broker.angelone_parse import (angel_minute, candle_chunks, interval_length, num,
-                                          parse_candles, parse_fill, parse_funds, parse_order,
-                                          parse_position, parse_quotes, rows)
+from rustro.broker.angelone_parse import (angel_minute, candle_chunks, interval_length,
+                                          parse_candles, parse_fill, parse_funds, parse_ltp,
+                                          parse_order, parse_position, parse_quotes, rows)
 from rustro.broker.angelone_session import (CANCEL_ORDER, CANDLES, LTP, MODIFY_ORDER,
                                             ORDER_BOOK, ORDER_DETAILS, PLACE_ORDER, POSITION,
                                             QUOTE, RMS, TRADE_BOOK, EventSink, SmartApiSession)
@@ -25,7 +25,8 @@ from rustro.broker.base import (BUY, SELL, AmbiguousOrder, BrokerError, BrokerOr
 from rustro.clock import Clock, ist
 from rustro.config import Config
 from rustro.credentials import Secrets
-from rustro.market.base import TICK, Bar, Quote, on_tick
+from rustro.market.base import TICK, Bar, DataError, Quote, check_price, on_tick
+from rustro.market.instruments import MasterError, check_master
 
 MAX_TAG = 20            # Angel's ordertag limit (AB4008 above it)
 QUOTE_BATCH = 50        # tokens per market/v1/quote request
@@ -156,17 +157,30 @@ def _need(value: str, name: str) -> str:
 
 
 class AngelOneMarketData:
-    """Quotes, LTP, completed candles and the instrument master, as of the session's clock."""
+    """Quotes, LTP, completed candles and the instrument master, as of the session's clock.
+
+    `underlyings`: the master is kept (on disk and in memory) only if it has options for each of
+    them; a master that fails is deleted, so the next call downloads it again.
+    Candle rows refused by the parser are skipped (a missing bar) and kept in `rejected` until
+    `drain_rejected()` hands them to whoever journals them.
+    """
 
     def __init__(self, session: SmartApiSession, master_url: str,
-                 master_dir: str | os.PathLike = "."):
+                 master_dir: str | os.PathLike = ".", underlyings: tuple[str, ...] = ()):
         self.session = session
         self.clock: Clock = session.clock
         self.master_url = master_url
         self.master_dir = Path(master_dir)
+        self.underlyings = tuple(underlyings)
         self._master: list[dict] | None = None
         self._master_day = ""
         self._symbols: dict[tuple[str, str], str] = dict(KNOWN_SYMBOLS)
+        self.rejected: list[DataError] = []
+
+    def drain_rejected(self) -> list[DataError]:
+        """Market-data rows refused since the last drain (oldest first), and forget them."""
+        out, self.rejected = self.rejected, []
+        return out
 
     # ---- instrument master: one streamed download per day, cached on disk ------------------
     def instrument_master(self) -> list[dict]:
@@ -182,12 +196,19 @@ class AngelOneMarketData:
                     old.unlink(missing_ok=True)
         try:
             master = json.loads(path.read_bytes())
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             path.unlink(missing_ok=True)  # never reuse a bad file; the next call downloads again
             raise BrokerError(f"instrument master: {path.name} is not JSON ({exc})") from None
         if not isinstance(master, list) or not all(isinstance(r, dict) for r in master):
             path.unlink(missing_ok=True)
             raise BrokerError(f"instrument master: {path.name} is not a list of rows")
+        if self.underlyings:
+            try:
+                check_master(master, self.underlyings)
+            except MasterError as exc:
+                path.unlink(missing_ok=True)  # a corrected file must be downloaded, not this one
+                raise BrokerError(f"instrument master: {path.name} rejected, not cached: "
+                                  f"{exc}") from None
         self._master, self._master_day = master, day
         for r in master:
             if r.get("exch_seg") and r.get("token") and r.get("symbol"):
@@ -211,11 +232,12 @@ class AngelOneMarketData:
     def ltp(self, exchange: str, token: str) -> float:
         body = {"exchange": exchange, "tradingsymbol": self._symbol(exchange, token),
                 "symboltoken": token}
-        return self.session.call(LTP, body, parse=lambda data: num(
-            data if isinstance(data, dict) else {}, "ltp", LTP.name))
+        return self.session.call(LTP, body, parse=lambda data: parse_ltp(data, LTP.name, token))
 
     def vix(self) -> float:
-        return self.ltp("NSE", VIX_TOKEN)
+        """India VIX; a level <= 0 is a DataError (it would silently disarm the VIX breaker)."""
+        return check_price(self.ltp("NSE", VIX_TOKEN), LTP.name, "ltp", allow_zero=False,
+                           token=VIX_TOKEN)
 
     def quotes(self, exchange: str, tokens: list[str]) -> dict[str, Quote]:
         """FULL-mode quotes in batches of 50; tokens Angel could not fetch are left out."""
@@ -244,7 +266,7 @@ class AngelOneMarketData:
                 "exchange": exchange, "symboltoken": token, "interval": interval,
                 "fromdate": angel_minute(lo),  # Angel wants from < to, at minute resolution
                 "todate": angel_minute(max(hi, lo + timedelta(minutes=1)))},
-                parse=lambda d: parse_candles(d, CANDLES.name))
+                parse=lambda d: parse_candles(d, CANDLES.name, self.rejected))
             bars.update((b.start, b) for b in got if start <= b.start < end
                         and b.start + length <= now)
         return [bars[t] for t in sorted(bars)]
@@ -262,8 +284,9 @@ def connect(cfg: Config, secrets: Secrets, clock: Clock, on_event: EventSink | N
     limiter = rl.RateLimiter(clock, rl.default_limits(b.quote_per_sec), margin=0.05)
     session = SmartApiSession(b.base_url, secrets, clock, limiter, b.timeout_sec,
                               token_cache_path=home / b.token_cache, on_event=on_event)
-    return AngelOneBroker(session), AngelOneMarketData(session, b.instrument_master_url,
-                                                       home / "cache")
+    return AngelOneBroker(session), AngelOneMarketData(
+        session, b.instrument_master_url, home / "cache",
+        underlyings=tuple(u.name for u in cfg.underlyings))
 
 
 def build_angel(svc, secrets: Secrets) -> tuple[AngelOneMarketData, AngelOneBroker]:

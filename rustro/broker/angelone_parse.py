@@ -12,7 +12,7 @@ from typing import Any
 from rustro.broker.base import (AuthExpired, BrokerError, BrokerOrder, BrokerPosition, Fill,
                                 Funds, OrderRejected, RateLimited, TransientError)
 from rustro.clock import IST
-from rustro.market.base import Bar, Quote
+from rustro.market.base import Bar, DataError, Quote, check_candle, check_price
 
 AUTH_CODES = frozenset({"AG8001", "AG8002", "AG8003", "AG8004", "AB1010", "AB1011",
                         "AB8050", "AB8051"})
@@ -62,7 +62,7 @@ def parse_response(route: str, http_status: int, body: str, order_route: bool = 
         raise TransientError(f"{route}: empty body (HTTP {http_status})")
     try:
         env = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         kind = "HTML page" if body.lstrip()[:1] == "<" else "non-JSON body"
         raise TransientError(f"{route}: {kind} (HTTP {http_status}): "
                              f"{_snippet(body)}") from None
@@ -95,11 +95,11 @@ def num(row: dict, field: str, route: str, default: Any = _MISSING) -> float:
         raise BrokerError(f"{route}: field {field!r} is not a number: {value!r}")
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
         raise BrokerError(f"{route}: field {field!r} is not a number: "
                           f"{_snippet(repr(value))}") from None
     if out != out or out in (float("inf"), float("-inf")):
-        raise BrokerError(f"{route}: field {field!r} is not finite: {value!r}")
+        raise BrokerError(f"{route}: field {field!r} is not finite: {_snippet(repr(value))}")
     return out
 
 
@@ -113,6 +113,8 @@ def qty(row: dict, field: str, route: str, default: Any = _MISSING) -> int:
 
 def text(row: dict, field: str, route: str, required: bool = True) -> str:
     value = row.get(field) if isinstance(row, dict) else None
+    if isinstance(value, (dict, list)):
+        raise BrokerError(f"{route}: field {field!r} is not text: {_snippet(repr(value))}")
     if value is None or (required and not str(value).strip()):
         if required:
             raise BrokerError(f"{route}: field {field!r} missing or empty")
@@ -193,8 +195,13 @@ def parse_funds(data: Any, route: str) -> Funds:
                  utilised=num(data, "utiliseddebits", route, 0.0))
 
 
-def parse_quote(row: dict, route: str, now: datetime) -> Quote:
-    """A FULL-mode quote row; best bid/ask are depth level 0 (0 when that side is empty)."""
+def parse_quote(row: dict, route: str, now: datetime, index: int | None = None) -> Quote:
+    """A FULL-mode quote row; best bid/ask are depth level 0 (0 when that side is empty).
+
+    A negative ltp, bid or ask is a DataError naming the row: the quote is unusable, not zero.
+    """
+    if not isinstance(row, dict):
+        raise BrokerError(f"{route}: quote row is {type(row).__name__}, not an object")
     depth = row.get("depth") or {}
     if not isinstance(depth, dict):
         raise BrokerError(f"{route}: field 'depth' is not an object")
@@ -206,8 +213,11 @@ def parse_quote(row: dict, route: str, now: datetime) -> Quote:
         return num(levels[0], "price", f"{route} depth.{side}[0]") if levels else 0.0
 
     feed = text(row, "exchFeedTime", route, required=False)
-    return Quote(token=text(row, "symbolToken", route), ltp=num(row, "ltp", route),
-                 bid=best("buy"), ask=best("sell"),
+    token = text(row, "symbolToken", route)
+    ltp, bid, ask = num(row, "ltp", route), best("buy"), best("sell")
+    for field, value in (("ltp", ltp), ("depth.buy[0].price", bid), ("depth.sell[0].price", ask)):
+        check_price(value, route, field, index, token=token)
+    return Quote(token=token, ltp=ltp, bid=bid, ask=ask,
                  ts=angel_time(feed, "exchFeedTime", route) or now)
 
 
@@ -216,29 +226,63 @@ def parse_quotes(data: Any, route: str, now: datetime) -> list[Quote]:
     fetched = data.get("fetched") if isinstance(data, dict) else None
     if not isinstance(fetched, list) or not all(isinstance(r, dict) for r in fetched):
         raise BrokerError(f"{route}: field 'fetched' missing or not a list of rows")
-    return [parse_quote(r, route, now) for r in fetched]
+    return [parse_quote(r, route, now, i) for i, r in enumerate(fetched)]
 
 
-def parse_candles(data: Any, route: str) -> list[Bar]:
+def parse_ltp(data: Any, route: str, token: str = "") -> float:
+    """getLtpData's `ltp`: a finite price >= 0 (a negative one is a DataError, never used)."""
+    value = num(data if isinstance(data, dict) else {}, "ltp", route)
+    return check_price(value, route, "ltp", token=token)
+
+
+def parse_candles(data: Any, route: str, rejected: list[DataError] | None = None) -> list[Bar]:
+    """The candles of a getCandleData answer.
+
+    A row we cannot use (malformed, a zero or negative price, high < low, open or close outside
+    [low, high], NaN, negative volume) raises its DataError, unless `rejected` is given: then the
+    row is skipped, so it is a missing bar that gap detection sees, and its error is appended there
+    for the journal.
+    """
     if data is not None and not isinstance(data, list):
         raise BrokerError(f"{route}: data is not a list of candles")
-    return [parse_candle(r, route) for r in data or []]
+    bars = []
+    for i, row in enumerate(data or []):
+        try:
+            bars.append(parse_candle(row, route, i))
+        except DataError as err:
+            err.row = row
+            if rejected is None:
+                raise
+            rejected.append(err)
+    return bars
 
 
-def parse_candle(row: Any, route: str) -> Bar:
-    """[iso ts with +05:30, open, high, low, close, volume]; the timestamp is the bar's start."""
+CANDLE_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+def parse_candle(row: Any, route: str, index: int | None = None) -> Bar:
+    """[iso ts with +05:30, open, high, low, close, volume]; the timestamp is the bar's start.
+
+    Every refusal is a DataError naming route, row index, field and value.
+    """
     if not isinstance(row, list) or len(row) < 6:
-        raise BrokerError(f"{route}: candle row is not [ts, o, h, l, c, v]: "
-                          f"{_snippet(repr(row))}")
+        raise DataError(route, index, "row", row, "is not [ts, o, h, l, c, v]")
     try:
-        start = datetime.fromisoformat(str(row[0]))
-    except ValueError:
+        start = datetime.fromisoformat(row[0]) if isinstance(row[0], str) else None
+        start = start.astimezone(IST) if start is not None and start.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: a far offset near year 1 or 9999
         start = None
-    if start is None or start.tzinfo is None:
-        raise BrokerError(f"{route}: candle timestamp is not an aware ISO time: {row[0]!r}")
-    o, h, l, c, v = (num({f: row[i]}, f, route) for i, f in
-                     enumerate(("open", "high", "low", "close", "volume"), start=1))
-    return Bar(start=start.astimezone(IST), open=o, high=h, low=l, close=c, volume=v)
+    if start is None:
+        raise DataError(route, index, "timestamp", row[0], "is not an aware ISO time")
+    values = []
+    for i, field in enumerate(CANDLE_FIELDS, start=1):
+        try:
+            values.append(num({field: row[i]}, field, route))
+        except BrokerError:
+            raise DataError(route, index, field, row[i], "is not a finite number") from None
+    check_candle(*values, route, index)
+    o, h, l, c, v = values
+    return Bar(start=start, open=o, high=h, low=l, close=c, volume=v)
 
 
 def interval_length(interval: str) -> timedelta:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..calendar import at
 from ..clock import ist
-from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, Bar
+from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, Bar, check_bar
 
 SESSION_OPEN = time(9, 15)
 SESSION_CLOSE = time(15, 30)
@@ -178,7 +178,9 @@ class BarWindow:
     def upsert(self, bar: Bar) -> bool:
         """Insert `bar`, or replace the bar with the same start; True if the window changed.
 
-        A bar older than everything in a full window is not kept (False).
+        A bar older than everything in a full window is not kept (False). An impossible bar
+        (non-finite, a price <= 0, high < low, open/close outside [low, high], volume < 0) raises
+        ValueError (DataError for the last three kinds): the feed drops such bars before this.
         """
         start = ist(bar.start)
         values = (bar.open, bar.high, bar.low, bar.close, bar.volume)
@@ -188,6 +190,8 @@ class BarWindow:
         if bar.high < bar.low:
             raise ValueError(f"{self.token} {self.interval} bar at {start.isoformat()}: "
                              f"high {bar.high} < low {bar.low}")
+        # zero/negative prices, open or close outside [low, high], negative volume: DataError
+        check_bar(bar, f"{self.token} {self.interval} bar at {start.isoformat()}")
         if bar.start.tzinfo != start.tzinfo:
             bar = replace(bar, start=start)
         i = bisect_left(self._starts, start)

@@ -6,9 +6,12 @@ are returned only once complete, quotes are as of `clock.now()`.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
+
+from ..broker.base import BrokerError
 
 ONE_MINUTE, ONE_HOUR, ONE_DAY = "ONE_MINUTE", "ONE_HOUR", "ONE_DAY"  # Angel's interval names
 TICK = 0.05
@@ -42,6 +45,97 @@ class Quote:
         if self.bid <= 0 or self.ask <= 0:
             return math.inf
         return (self.ask - self.bid) / self.mid * 100
+
+
+class DataError(BrokerError, ValueError):
+    """A market-data value we refuse (a zero or negative price, NaN, high < low...).
+
+    It names the row: the route that sent it, the row's index in the answer (None for a single
+    value), the field and the value. Being a BrokerError (and a ValueError) it is handled wherever
+    the bot already treats a failing call as "market data unavailable"; a refused candle is instead
+    skipped, so it shows up as a missing bar, and reported through `payload()` for the journal.
+    """
+
+    def __init__(self, route: str, index: int | str | None = None, field: str = "",
+                 value: Any = None, reason: str = "", token: str = "", row: Any = None):
+        if isinstance(index, str):
+            # BrokerError's (message, code) form: how SmartApiSession._scrub rebuilds an error
+            # with secrets masked (it then copies route, index, field... over from the original)
+            super().__init__(route, index)
+            self.route, self.index, self.field, self.value = "", None, "", None
+            self.reason, self.token, self.row = "", "", None
+            return
+        self.route, self.index, self.field, self.value = route, index, field, value
+        self.reason, self.token, self.row = reason, token, row
+        where = route if index is None else f"{route} row {index}"
+        if token:
+            where += f" (token {token})"
+        super().__init__(f"{where}: field {field!r} {reason}: {_short(value)}")
+
+    def payload(self) -> dict:
+        """JSON-safe description of the refused row (the journal refuses NaN and inf)."""
+        out = {"route": self.route, "index": self.index, "field": self.field,
+               "value": _json_safe(self.value), "error": str(self)}
+        if self.token:
+            out["token"] = self.token
+        if self.row is not None:
+            out["row"] = _short(self.row, 160)
+        return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= 60 else value[:60] + "..."
+    if isinstance(value, int):
+        return value if abs(value) < 2 ** 53 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    return _short(value)
+
+
+def _finite(value: Any) -> bool:
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def check_price(value: Any, route: str, field: str, index: int | None = None,
+                allow_zero: bool = True, token: str = "") -> float:
+    """`value` as a finite price >= 0 (> 0 unless `allow_zero`), else DataError naming it."""
+    if not _finite(value):
+        raise DataError(route, index, field, value, "is not a finite number", token)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise DataError(route, index, field, value,
+                        "must be >= 0" if allow_zero else "must be > 0", token)
+    return float(value)
+
+
+def check_candle(open_: Any, high: Any, low: Any, close: Any, volume: Any, route: str,
+                 index: int | None = None) -> None:
+    """A candle we can use: prices finite and > 0, low <= open, close <= high, volume >= 0."""
+    for field, v in (("open", open_), ("high", high), ("low", low), ("close", close)):
+        check_price(v, route, field, index, allow_zero=False)
+    check_price(volume, route, "volume", index)
+    if high < low:
+        raise DataError(route, index, "high", high, f"is below low {low!r}")
+    for field, v in (("open", open_), ("close", close)):
+        if not low <= v <= high:
+            raise DataError(route, index, field, v, f"is outside [low, high] = [{low!r}, {high!r}]")
+
+
+def check_bar(bar: Bar, route: str, index: int | None = None) -> Bar:
+    try:
+        check_candle(bar.open, bar.high, bar.low, bar.close, bar.volume, route, index)
+    except DataError as err:
+        err.row = [bar.start.isoformat(), bar.open, bar.high, bar.low, bar.close, bar.volume]
+        raise
+    return bar
 
 
 class MarketData(Protocol):

@@ -83,11 +83,21 @@ def parse_expiry(text: str) -> date:
 
 def _num(text: Any) -> float | None:
     """Finite float from a master string, else None (float() would accept 'nan' and 'inf')."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        return None
     try:
         x = float(text)
-    except (TypeError, ValueError):
+    except (ValueError, OverflowError):  # OverflowError: an int beyond float range
         return None
     return x if math.isfinite(x) else None
+
+
+def _whole(text: Any) -> int | None:
+    """A whole number from a master string ("65") or JSON number, else None (never truncated)."""
+    x = _num(text)
+    if x is None or not x.is_integer():
+        return None
+    return int(x)
 
 
 class _RowParser:
@@ -122,11 +132,8 @@ class _RowParser:
             return expiry
         if expiry is None and itype != "AMXIDX":
             return "missing_expiry"
-        try:
-            lot = int(row.get("lotsize"))
-        except (TypeError, ValueError):
-            return "bad_lot"
-        if lot <= 0:
+        lot = _whole(row.get("lotsize"))
+        if lot is None or lot <= 0:
             return "bad_lot"
         tick = _num(row.get("tick_size"))
         if tick is None or tick < 0:
@@ -137,14 +144,15 @@ class _RowParser:
             if raw is None or raw == "":
                 return "missing_strike"
             strike = _num(raw)
-            if strike is None or strike <= 0:
+            if strike is None or not strike / 100 > 0:  # / 100 after: 5e-324 paise is 0 rupees
                 return "bad_strike"
             strike /= 100
             opt = symbol[-2:]
             if opt not in OPTION_TYPES:
                 return "bad_option_type"
-        return Instrument(token.strip(), symbol, str(row.get("name", "")), seg, itype, expiry,
-                          strike, opt, lot, tick / 100)
+        name = row.get("name", "")
+        return Instrument(token.strip(), symbol, name if isinstance(name, str) else "", seg,
+                          itype, expiry, strike, opt, lot, tick / 100)
 
 
 def parse_master(rows: Iterable[Any], underlyings: Sequence[str] = DEFAULT_UNDERLYINGS
@@ -178,7 +186,8 @@ def parse_master(rows: Iterable[Any], underlyings: Sequence[str] = DEFAULT_UNDER
             continue
         seg = row.get("exch_seg")
         if seg == "NFO":
-            if row.get("name") not in wanted:
+            name = row.get("name")
+            if not isinstance(name, str) or name not in wanted:
                 continue
             itype = row.get("instrumenttype")
             if itype != "OPTIDX" and itype != "FUTIDX":
@@ -203,6 +212,13 @@ def parse_master(rows: Iterable[Any], underlyings: Sequence[str] = DEFAULT_UNDER
     if skipped:
         log.warning("instrument master: skipped %s (example row indices %s)",
                     master.skipped, master.skip_examples)
+    return master
+
+
+def check_master(rows: Iterable[Any], underlyings: Sequence[str]) -> "InstrumentMaster":
+    """`parse_master`, then `require_all`: the master only if it is usable for every underlying."""
+    master = parse_master(rows, underlyings)
+    master.require_all(underlyings)
     return master
 
 
@@ -344,9 +360,21 @@ class InstrumentMaster:
         return self.option(underlying, expiry, strike, option_type)
 
     def require_options(self, underlying: str) -> None:
-        if not self._expiries.get(underlying.upper()):
-            raise MasterError(f"instrument master has no {underlying} options (NFO OPTIDX); "
-                              f"rows read {self.rows_total}, skipped {self.skipped or 'none'}")
+        self.require_all((underlying,))
+
+    def require_all(self, underlyings: Iterable[str]) -> None:
+        """Every underlying must have options; one MasterError names all that have none.
+
+        Call before caching the master anywhere (disk, journal): a master that fails this must
+        be read again, never reused for the day.
+        """
+        if isinstance(underlyings, str):
+            underlyings = (underlyings,)
+        missing = [u for u in underlyings if not self._expiries.get(u.upper())]
+        if missing:
+            raise MasterError(f"instrument master has no {', '.join(missing)} options (NFO OPTIDX); "
+                              f"rows read {self.rows_total}, kept {len(self)}, "
+                              f"skipped {self.skipped or 'none'}")
 
     # -- journal cache
 
@@ -375,15 +403,20 @@ def _from_record(n: int, rec: Sequence) -> Instrument:
         expiry = None if v["expiry"] is None else date.fromisoformat(v["expiry"])
         col = "strike"
         strike = None if v["strike"] is None else float(v["strike"])
+        if strike is not None and not (math.isfinite(strike) and strike > 0):
+            raise ValueError
         col = "option_type"
         if v["option_type"] not in (None, *OPTION_TYPES) or (v["option_type"] is None) != (strike is None):
             raise ValueError
         col = "lot_size"
-        if isinstance(v["lot_size"], bool) or int(v["lot_size"]) != v["lot_size"]:
+        if isinstance(v["lot_size"], bool) or int(v["lot_size"]) != v["lot_size"] \
+                or v["lot_size"] <= 0:
             raise ValueError
         col = "tick_size"
         tick = float(v["tick_size"])
-    except (TypeError, ValueError):
+        if not (math.isfinite(tick) and tick >= 0):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         raise MasterError(f"instrument record {n} (token {rec[0]!r}): bad {col} {v[col]!r}") from None
     return Instrument(v["token"], v["symbol"], v["name"], v["exchange"], v["instrument_type"],
                       expiry, strike, v["option_type"], int(v["lot_size"]), tick)
