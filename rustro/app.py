@@ -76,7 +76,10 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
     cal = TradingCalendar.from_config(cfg)
     clock, day = _clock_and_day(cfg, cal, mode, day, clock_file)
     forbidden = (secrets.api_key, secrets.client_code, secrets.mpin, secrets.totp_secret)
-    journal = Journal.open(journal_path, clock, forbidden=forbidden)
+    # Paper and live keep disk space in reserve for the exits of a day whose disk fills; a
+    # simulated day is disposable and does not spend it (a backtest would write one per day).
+    journal = Journal.open(journal_path, clock, forbidden=forbidden,
+                           reserve_mb=0 if mode == "sim" else cfg.bot.journal_reserve_mb)
     svc = None
     try:
         if mode == "sim" and not clock_file:

@@ -1,7 +1,9 @@
 """Command line: run, status, check-config, journal verify, halt.
 
-Exit codes: 0 ok; 2 bad configuration or usage; 3 journal refused (locked, corrupt, missing);
-4 the day ran but journaled job errors; 5 broker credentials missing or broker refused.
+Exit codes: 0 ok; 2 bad configuration or usage; 3 journal refused (locked, corrupt, missing, not a
+rustro journal, unreadable or read-only, disk full);
+4 the day ran but journaled job errors; 5 broker credentials missing or broker refused;
+6 the disk filled mid-day: the reserve was released, positions flattened, the run stopped.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 EXIT_OK, EXIT_CONFIG, EXIT_JOURNAL, EXIT_JOB_ERRORS, EXIT_BROKER = 0, 2, 3, 4, 5
+EXIT_DISK_FULL = 6
 
 
 def _date(text: str) -> date:
@@ -87,8 +90,32 @@ def _parser() -> argparse.ArgumentParser:
 def _load(args):
     from .config import load_config
     cfg = load_config(args.config)
-    journal = Path(args.journal) if getattr(args, "journal", None) else Path(cfg.bot.journal)
+    given = getattr(args, "journal", None)
+    if args.command in ("run", "halt"):  # they write beside the journal: refuse a bad path first
+        if given is not None:
+            _check_journal_path("--journal", given)
+        else:
+            _check_journal_path("bot.journal", cfg.bot.journal)
+    journal = Path(given) if given else Path(cfg.bot.journal)
+    if args.command == "run" and cfg.paper.db:  # relative: beside the journal (app.paper_db_path)
+        db = Path(cfg.paper.db)
+        _check_journal_path("paper.db", str(db if db.is_absolute() else journal.parent / db))
     return cfg, journal
+
+
+def _check_journal_path(key: str, text: str) -> None:
+    """A journal (or paper db) path `run` or `halt` can use: a file name in an existing directory.
+    A bad one is a usage error (exit 2, one line naming --journal, bot.journal or paper.db), raised
+    before anything is created; exit 3 stays for a journal opened and refused (locked, corrupt)."""
+    from .config import ConfigError
+    path = Path(text)
+    if not text.strip() or "\0" in text or path.name in ("", ".", ".."):
+        raise ConfigError(f"{key}: must name a file, got {text!r}")
+    if path.is_dir():
+        raise ConfigError(f"{key}: {path} is a directory; name a file inside it")
+    if not path.parent.is_dir():
+        what = "is not a directory" if path.parent.exists() else "does not exist"
+        raise ConfigError(f"{key}: directory {path.parent} {what} (create it first), got {text!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("transitions", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if args.command in ("status", "journal") and getattr(args, "journal", None):
+            # a read-only look at a named journal needs no config (run from any directory)
+            if args.command == "status":
+                return _status(Path(args.journal), args.day, args.json)
+            return _verify(Path(args.journal))
         cfg, journal_path = _load(args)
         logging.getLogger().setLevel(cfg.bot.log_level)
         if args.command == "sandbox":
@@ -114,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(journal_path)
         if args.command == "halt":
             kill = journal_path.with_name("KILL")
-            kill.write_text("halt requested from the command line\n")
+            try:
+                kill.write_text("halt requested from the command line\n")
+            except OSError as exc:
+                print(f"error: cannot write {kill}: {exc.strerror or exc}", file=sys.stderr)
+                return EXIT_CONFIG
             print(f"wrote {kill}: the running bot will exit all positions and halt at its next check")
             return EXIT_OK
         return _run(cfg, journal_path, args)
@@ -137,6 +173,7 @@ def _run(cfg, journal_path: Path, args) -> int:
     from . import report
     from .app import UsageError, choose_mode, run_day
     from .credentials import Secrets
+    from .engine import DISK_FULL
     from .journal import Journal
     secrets = Secrets.from_env()
     try:
@@ -154,6 +191,8 @@ def _run(cfg, journal_path: Path, args) -> int:
             print(report.render(report.build_status(j, result.day)))
     if result.shutdown:
         print(f"stopped by {result.shutdown} in state {result.state}", file=sys.stderr)
+    if result.shutdown == DISK_FULL:
+        return EXIT_DISK_FULL
     return EXIT_JOB_ERRORS if result.job_errors else EXIT_OK
 
 
@@ -180,16 +219,26 @@ def _backtest(cfg, journal_path: Path, args) -> int:
 
 
 def _status(journal_path: Path, day: date | None, as_json: bool) -> int:
+    import sqlite3
     from . import report
-    from .journal import Journal
+    from .journal import Journal, JournalCorrupt
     with Journal.open_readonly(journal_path) as j:
-        if day is None:
-            row = j.query("SELECT MAX(trading_day) FROM events")
-            if not row or row[0][0] is None:
-                print(f"journal {journal_path} is empty: run `python rustro.py run` first")
-                return EXIT_OK
-            day = date.fromisoformat(row[0][0])
-        status = report.build_status(j, day)
+        try:
+            if day is None:
+                row = j.query("SELECT MAX(trading_day) FROM events")
+                if not row or row[0][0] is None:
+                    print(f"journal {journal_path} is empty: run `python rustro.py run` first")
+                    return EXIT_OK
+                day = date.fromisoformat(row[0][0])
+            bad = j.unreadable_events(day)  # the day's events only: status stays fast
+            if bad:
+                seq, kind, why = bad[0]
+                raise JournalCorrupt(f"journal {journal_path}: event #{seq} ({kind}) of {day} is "
+                                     f"unreadable: {why}; run `rustro journal verify`")
+            status = report.build_status(j, day)
+        except (sqlite3.DatabaseError, ValueError) as exc:  # a damaged row the checks did not see
+            raise JournalCorrupt(f"journal {journal_path}: cannot build the status of {day}: {exc}; "
+                                 f"run `rustro journal verify`") from None
     print(json.dumps(status, default=str, indent=2) if as_json else report.render(status))
     return EXIT_OK
 
@@ -199,7 +248,11 @@ def _verify(journal_path: Path) -> int:
     problems = verify_journal(journal_path)
     if problems:
         for p in problems:
-            print(f"MISMATCH: {p}")
+            label = ("UNREADABLE" if " is unreadable: " in p else
+                     "SKIPPED" if p.startswith("derived tables not compared") else "MISMATCH")
+            print(f"{label}: {p}")
+        print(f"journal error: journal {journal_path} failed verification ({len(problems)} problem(s))",
+              file=sys.stderr)
         return EXIT_JOURNAL
     print(f"journal {journal_path}: integrity ok; every derived table matches a rebuild from events")
     return EXIT_OK

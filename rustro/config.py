@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
+
+
+UNKNOWN_POSITION_POLICIES = ("halt", "adopt", "flatten")
 
 
 class ConfigError(ValueError):
@@ -24,18 +29,24 @@ def _rng(lo=None, hi=None, lo_open=False, hi_open=False):
     return {"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open}
 
 
-def pos(**kw):
-    """A field that must be > 0."""
-    return field(metadata=_rng(0, lo_open=True), **kw)
+def rng(lo, hi, **kw):
+    """A field that must lie in [lo, hi]."""
+    return field(metadata=_rng(lo, hi), **kw)
 
 
-def nonneg(**kw):
-    return field(metadata=_rng(0), **kw)
+def pos(hi, **kw):
+    """A field that must be > 0 and <= hi."""
+    return field(metadata=_rng(0, hi, lo_open=True), **kw)
 
 
-def pct(**kw):
-    """A percentage in (0, 100]."""
-    return field(metadata=_rng(0, 100, lo_open=True), **kw)
+def nonneg(hi, **kw):
+    """A field that must be >= 0 and <= hi."""
+    return field(metadata=_rng(0, hi), **kw)
+
+
+def pct(hi=100, **kw):
+    """A percentage in (0, hi]."""
+    return field(metadata=_rng(0, hi, lo_open=True), **kw)
 
 
 def frac(**kw):
@@ -43,12 +54,16 @@ def frac(**kw):
     return field(metadata=_rng(0, 1, hi_open=True), **kw)
 
 
+MAX_INT64 = 2**63 - 1  # SQLite's largest integer: a seed is journaled
+
+
 @dataclass(frozen=True)
 class BotConfig:
     mode: str = "auto"  # auto | sim | paper | live
-    capital: float = pos(default=1_000_000.0)
+    capital: float = pos(1e10, default=1_000_000.0)  # up to Rs 1000 crore
     journal: str = "journal.sqlite"
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # DEBUG | INFO | WARNING | ERROR, any case; stored upper case
+    journal_reserve_mb: float = rng(0, 1024, default=16.0)  # freed when the disk fills mid-day
 
 
 @dataclass(frozen=True)
@@ -59,9 +74,9 @@ class SessionConfig:
     entry_end: time = time(15, 0)
     eod_exit: time = time(15, 20)
     market_close: time = time(15, 30)
-    monitor_interval_sec: int = pos(default=5)
-    bar_ready_grace_sec: int = nonneg(default=5)
-    misfire_grace_sec: int = pos(default=30)
+    monitor_interval_sec: int = pos(300, default=5)
+    bar_ready_grace_sec: int = nonneg(300, default=5)
+    misfire_grace_sec: int = pos(3600, default=30)
 
 
 @dataclass(frozen=True)
@@ -74,71 +89,71 @@ class CalendarConfig:
 class UnderlyingConfig:
     name: str = "NIFTY"
     spot_name: str = "Nifty 50"
-    strike_step: int = pos(default=50)
-    freeze_qty: int = pos(default=1800)
+    strike_step: int = pos(1000, default=50)  # and a multiple of the index's listed step (STRIKE_STEPS)
+    freeze_qty: int = pos(100_000, default=1800)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    indicator_history_bars: int = pos(default=200)
-    daily_history_days: int = pos(default=365)
-    data_gap_threshold_sec: int = pos(default=60)
-    stale_exit_sec: int = pos(default=180)
+    indicator_history_bars: int = pos(1000, default=200)
+    daily_history_days: int = pos(2000, default=365)  # Angel: at most 2000 days of daily candles
+    data_gap_threshold_sec: int = pos(3600, default=60)
+    stale_exit_sec: int = pos(3600, default=180)
 
 
 @dataclass(frozen=True)
 class SignalConfig:
-    daily_adx_period: int = pos(default=14)
-    daily_adx_threshold: float = field(default=20.0, metadata=_rng(0, 100))
-    hourly_adx_period: int = pos(default=14)
-    hourly_adx_threshold: float = field(default=25.0, metadata=_rng(0, 100))
+    daily_adx_period: int = pos(100, default=14)
+    daily_adx_threshold: float = rng(0, 100, default=20.0)
+    hourly_adx_period: int = pos(100, default=14)
+    hourly_adx_threshold: float = rng(0, 100, default=25.0)
 
 
 @dataclass(frozen=True)
 class FiltersConfig:
-    rsi_period: int = pos(default=14)
-    rsi_overbought: float = field(default=70.0, metadata=_rng(0, 100))
-    rsi_oversold: float = field(default=30.0, metadata=_rng(0, 100))
-    ema_period: int = pos(default=20)
+    rsi_period: int = pos(100, default=14)
+    rsi_overbought: float = rng(0, 100, default=70.0)
+    rsi_oversold: float = rng(0, 100, default=30.0)
+    ema_period: int = pos(500, default=20)
     use_vwap_filter: bool = True
-    vix_entry_max: float = pos(default=25.0)
+    vix_entry_max: float = pos(100, default=25.0)
     max_spread_pct: float = pct(default=2.0)
-    funds_buffer: float = field(default=1.2, metadata=_rng(1))
+    funds_buffer: float = rng(1, 10, default=1.2)
 
 
 @dataclass(frozen=True)
 class OptionsConfig:
-    min_dte: int = nonneg(default=1)
-    strike_offset_steps: int = nonneg(default=0)
+    min_dte: int = nonneg(30, default=1)
+    strike_offset_steps: int = nonneg(10, default=0)
 
 
 @dataclass(frozen=True)
 class SizingConfig:
     base_position_size_pct: float = pct(default=10.0)
-    max_lots_per_trade: int = pos(default=10)
-    vix_low: float = pos(default=12.0)
-    vix_low_mult: float = pos(default=1.25)
-    vix_mid: float = pos(default=20.0)
-    vix_mid_mult: float = pos(default=1.00)
-    vix_high: float = pos(default=30.0)
-    vix_high_mult: float = pos(default=0.75)
-    vix_extreme_mult: float = pos(default=0.50)
-    dte_full: int = pos(default=5)
-    dte_mid: int = pos(default=2)
-    dte_full_mult: float = pos(default=1.00)
-    dte_mid_mult: float = pos(default=0.75)
-    dte_low_mult: float = pos(default=0.50)
+    max_lots_per_trade: int = pos(1000, default=10)
+    vix_low: float = pos(100, default=12.0)
+    vix_low_mult: float = pos(5, default=1.25)
+    vix_mid: float = pos(100, default=20.0)
+    vix_mid_mult: float = pos(5, default=1.00)
+    vix_high: float = pos(100, default=30.0)
+    vix_high_mult: float = pos(5, default=0.75)
+    vix_extreme_mult: float = pos(5, default=0.50)
+    dte_full: int = pos(30, default=5)
+    dte_mid: int = pos(30, default=2)
+    dte_full_mult: float = pos(5, default=1.00)
+    dte_mid_mult: float = pos(5, default=0.75)
+    dte_low_mult: float = pos(5, default=0.50)
 
 
 @dataclass(frozen=True)
 class RiskConfig:
-    max_positions: int = pos(default=3)
-    max_trades_per_day: int = pos(default=4)
+    max_positions: int = pos(10, default=3)
+    max_trades_per_day: int = pos(100, default=4)
     daily_loss_limit_pct: float = pct(default=2.0)
-    consecutive_loss_limit: int = pos(default=3)
-    reentry_cooldown_min: int = nonneg(default=30)
-    vix_spike: float = pos(default=30.0)
-    vix_resume: float = pos(default=22.0)
+    consecutive_loss_limit: int = pos(100, default=3)
+    reentry_cooldown_min: int = nonneg(1440, default=30)
+    vix_spike: float = pos(100, default=30.0)
+    vix_resume: float = pos(100, default=22.0)
 
 
 @dataclass(frozen=True)
@@ -146,30 +161,33 @@ class ExitsConfig:
     stop_loss_pct: float = frac(default=0.20)
     trail_activate_pct: float = frac(default=0.02)
     trail_gap_pct: float = frac(default=0.015)
-    target_pct: float = nonneg(default=0.0)
+    target_pct: float = nonneg(10, default=0.0)
     flatten_on_shutdown: bool = True
-    shutdown_flatten_sec: float = field(default=60.0, metadata=_rng(0, 110))
+    shutdown_flatten_sec: float = rng(0, 110, default=60.0)
+
+
+LADDER_MAX_STEPS, LADDER_MAX_PCT, LADDER_MAX_BACKOFF_SEC = 10, 50.0, 300.0
 
 
 @dataclass(frozen=True)
 class OrdersConfig:
-    fill_timeout_sec: float = pos(default=5.0)
-    ladder_pct: tuple[float, ...] = (0.25, 0.50, 0.75, 1.00)
-    ladder_backoff_sec: tuple[float, ...] = (0.0, 2.0, 4.0, 8.0)
+    fill_timeout_sec: float = pos(300, default=5.0)
+    ladder_pct: tuple[float, ...] = (0.25, 0.50, 0.75, 1.00)  # 1..10 steps, each in (0, 50]
+    ladder_backoff_sec: tuple[float, ...] = (0.0, 2.0, 4.0, 8.0)  # each in [0, 300]
     exit_last_resort_pct: float = pct(default=5.0)
-    order_tag_len: int = field(default=20, metadata=_rng(8, 20))
-    unknown_grace_sec: float = field(default=60.0, metadata=_rng(5, 3600))
-    reconcile_interval_sec: float = field(default=300.0, metadata=_rng(30, 3600))
+    order_tag_len: int = rng(8, 20, default=20)
+    unknown_grace_sec: float = rng(5, 3600, default=60.0)
+    reconcile_interval_sec: float = rng(30, 3600, default=300.0)
 
 
 @dataclass(frozen=True)
 class CostsConfig:
-    brokerage_per_order: float = nonneg(default=20.0)
-    stt_sell_pct: float = nonneg(default=0.1)
-    exchange_txn_pct: float = nonneg(default=0.03503)
-    sebi_per_crore: float = nonneg(default=10.0)
-    stamp_duty_buy_pct: float = nonneg(default=0.003)
-    gst_pct: float = nonneg(default=18.0)
+    brokerage_per_order: float = nonneg(1000, default=20.0)
+    stt_sell_pct: float = nonneg(5, default=0.1)
+    exchange_txn_pct: float = nonneg(5, default=0.03503)
+    sebi_per_crore: float = nonneg(10_000, default=10.0)
+    stamp_duty_buy_pct: float = nonneg(5, default=0.003)
+    gst_pct: float = nonneg(100, default=18.0)
 
 
 @dataclass(frozen=True)
@@ -177,25 +195,33 @@ class BrokerConfig:
     base_url: str = "https://apiconnect.angelone.in"
     instrument_master_url: str = (
         "https://margincalculator.angelbroking.com/OpenAPI_File/files/OpenAPIScripMaster.json")
-    timeout_sec: float = pos(default=10.0)
-    quote_per_sec: int = pos(default=1)
+    timeout_sec: float = pos(120, default=10.0)
+    quote_per_sec: int = pos(50, default=1)
     token_cache: str = ".token_cache.json"
+
+
+@dataclass(frozen=True)
+class ReconcileConfig:
+    unknown_positions: str = "adopt"  # halt | adopt | flatten: a broker position the journal lacks
 
 
 @dataclass(frozen=True)
 class PaperConfig:
     db: str = ""  # "" = beside the journal, <journal>.paper.sqlite
-    latency_ms: int = nonneg(default=200)
+    latency_ms: int = nonneg(60_000, default=200)
     partial_fill_prob: float = frac(default=0.0)
     allow_short: bool = True  # like Angel: a SELL beyond the long is accepted if margin allows
-    short_margin_per_unit: float = nonneg(default=2000.0)  # rupees blocked per unit short; 0 = none
-    book_lag_sec: float = nonneg(default=0.0)  # books show an order this long after placement
+    short_margin_per_unit: float = nonneg(1_000_000, default=2000.0)  # rupees per unit short; 0 = none
+    book_lag_sec: float = nonneg(600, default=0.0)  # books show an order this long after placement
+
+
+SIM_MIN_SPEED = 1.0
 
 
 @dataclass(frozen=True)
 class SimConfig:
-    seed: int = 42
-    speed: float = nonneg(default=0.0)  # 0 = as fast as the CPU allows; N = N x wall time
+    seed: int = rng(0, MAX_INT64, default=42)
+    speed: float = nonneg(100_000, default=0.0)  # 0 = as fast as the CPU allows; N (>= 1) = N x wall time
 
 
 @dataclass(frozen=True)
@@ -209,6 +235,7 @@ class Config:
     filters: FiltersConfig = FiltersConfig()
     options: OptionsConfig = OptionsConfig()
     sizing: SizingConfig = SizingConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
     risk: RiskConfig = RiskConfig()
     exits: ExitsConfig = ExitsConfig()
     orders: OrdersConfig = OrdersConfig()
@@ -225,7 +252,18 @@ class Config:
 
 
 MODES = ("auto", "sim", "paper", "live")
-UNDERLYING_NAMES = ("NIFTY", "BANKNIFTY", "FINNIFTY")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The exchange's strike interval per index; [[underlyings]] strike_step must be a multiple of it.
+STRIKE_STEPS = {"NIFTY": 50, "BANKNIFTY": 100, "FINNIFTY": 50}
+UNDERLYING_NAMES = tuple(STRIKE_STEPS)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_HH_MM = re.compile(r"([0-9]{1,2}):([0-9]{2})")
+_YYYY_MM_DD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _key(name: str) -> str:
+    """A key as TOML spells it: bare if it can be, else quoted (so a message stays one line)."""
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)
 
 
 def _convert(path: str, value: Any, typ: Any) -> Any:
@@ -250,26 +288,34 @@ def _convert(path: str, value: Any, typ: Any) -> Any:
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: must be a number, got {value!r}")
-        if not math.isfinite(value):  # TOML allows nan/inf; NaN passes every range check
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            number = math.inf
+        if not math.isfinite(number):  # TOML allows nan/inf; NaN passes every range check
             raise ConfigError(f"{path}: must be a finite number, got {value!r}")
-        return float(value)
+        return number
     if typ is str:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: must be a string, got {value!r}")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ConfigError(f"{path}: must not contain control characters, got {value!r}")
         return value
     if typ is time:
         if isinstance(value, time):
             return value
+        m = _HH_MM.fullmatch(value) if isinstance(value, str) else None
         try:
-            hh, mm = str(value).split(":")
-            return time(int(hh), int(mm))
-        except (ValueError, TypeError):
+            return time(int(m.group(1)), int(m.group(2)))
+        except (AttributeError, ValueError):
             raise ConfigError(f"{path}: must be a time HH:MM, got {value!r}") from None
     if typ is date:
         if isinstance(value, date) and not isinstance(value, datetime):  # a datetime never == a date
             return value
         try:
-            return date.fromisoformat(str(value))
+            if not (isinstance(value, str) and _YYYY_MM_DD.fullmatch(value)):
+                raise ValueError(value)
+            return date.fromisoformat(value)
         except ValueError:
             raise ConfigError(f"{path}: must be a date YYYY-MM-DD, got {value!r}") from None
     raise ConfigError(f"{path}: unsupported type {typ}")  # pragma: no cover
@@ -280,7 +326,8 @@ def _check_range(path: str, value: Any, meta: dict) -> None:
     if lo is not None and (value <= lo if meta["lo_open"] else value < lo):
         raise ConfigError(f"{path}: must be {'>' if meta['lo_open'] else '>='} {lo}, got {value}")
     if hi is not None and (value >= hi if meta["hi_open"] else value > hi):
-        raise ConfigError(f"{path}: must be {'<' if meta['hi_open'] else '<='} {hi}, got {value}")
+        bound = f"{hi:g}" if isinstance(hi, float) else hi  # 1e+10, not 10000000000.0
+        raise ConfigError(f"{path}: must be {'<' if meta['hi_open'] else '<='} {bound}, got {value}")
 
 
 def _build(prefix: str, cls: type, raw: dict) -> Any:
@@ -290,7 +337,7 @@ def _build(prefix: str, cls: type, raw: dict) -> Any:
         if key not in names:
             near = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
-            raise ConfigError(f"{prefix + '.' if prefix else ''}{key}: unknown key{hint}")
+            raise ConfigError(f"{prefix + '.' if prefix else ''}{_key(key)}: unknown key{hint}")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in raw:
@@ -317,8 +364,39 @@ def _cross_checks(cfg: Config) -> None:
         if not getattr(s, a) < getattr(s, b):
             raise ConfigError(f"session.{b}: must be later than session.{a} "
                               f"({getattr(s, a):%H:%M}), got {getattr(s, b):%H:%M}")
+    # The strategy trades on session-aligned hourly bars: the first one (market_open + 1 h, used
+    # bar_ready_grace_sec after its close) must be ready before entries end, else no bar closes in
+    # the entry window (and a session under an hour has no hourly bar at all).
+    day = date(2000, 1, 3)
+    grace = timedelta(seconds=s.bar_ready_grace_sec)
+    first_bar = datetime.combine(day, s.market_open) + timedelta(hours=1) + grace
+    if not first_bar < datetime.combine(day, s.entry_end):
+        raise ConfigError(f"session.entry_end: must be later than the first hourly bar's close "
+                          f"(session.market_open {s.market_open:%H:%M} + 1 h + session.bar_ready_grace_sec "
+                          f"{s.bar_ready_grace_sec} s), got {s.entry_end:%H:%M}")
+    if datetime.combine(day, s.market_close) + grace >= datetime.combine(day + timedelta(days=1), time(0)):
+        raise ConfigError(f"session.market_close: plus session.bar_ready_grace_sec "
+                          f"({s.bar_ready_grace_sec} s) must fall before midnight, "
+                          f"got {s.market_close:%H:%M}")
+    if not cfg.bot.journal.strip():
+        raise ConfigError(f"bot.journal: must name a file, got {cfg.bot.journal!r}")
+    if not cfg.broker.token_cache.strip():
+        raise ConfigError(f"broker.token_cache: must name a file, got {cfg.broker.token_cache!r}")
+    for key in ("base_url", "instrument_master_url"):
+        url = getattr(cfg.broker, key)
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"broker.{key}: must start with http:// or https://, got {url!r}")
+    if cfg.sim.speed and cfg.sim.speed < SIM_MIN_SPEED:
+        raise ConfigError(f"sim.speed: must be 0 (as fast as possible) or at least {SIM_MIN_SPEED:g}, "
+                          f"got {cfg.sim.speed}")
     if cfg.bot.mode not in MODES:
         raise ConfigError(f"bot.mode: must be one of {', '.join(MODES)}, got {cfg.bot.mode!r}")
+    level = cfg.bot.log_level
+    if not (level.isascii() and level.upper() in LOG_LEVELS):
+        raise ConfigError(f"bot.log_level: must be one of {', '.join(LOG_LEVELS)} (any case), got {level!r}")
+    if cfg.reconcile.unknown_positions not in UNKNOWN_POSITION_POLICIES:
+        raise ConfigError(f"reconcile.unknown_positions: must be one of "
+                          f"{', '.join(UNKNOWN_POSITION_POLICIES)}, got {cfg.reconcile.unknown_positions!r}")
     seen = set()
     for i, u in enumerate(cfg.underlyings):
         if u.name not in UNDERLYING_NAMES:
@@ -327,6 +405,10 @@ def _cross_checks(cfg: Config) -> None:
         if u.name in seen:
             raise ConfigError(f"underlyings[{i}].name: {u.name} is listed twice")
         seen.add(u.name)
+        listed = STRIKE_STEPS[u.name]
+        if u.strike_step % listed:
+            raise ConfigError(f"underlyings[{i}].strike_step: must be a multiple of {u.name}'s listed "
+                              f"strike interval {listed}, got {u.strike_step}")
     f = cfg.filters
     if not f.rsi_oversold < f.rsi_overbought:
         raise ConfigError(f"filters.rsi_oversold: must be below filters.rsi_overbought "
@@ -342,27 +424,53 @@ def _cross_checks(cfg: Config) -> None:
     if not z.dte_mid < z.dte_full:
         raise ConfigError(f"sizing.dte_mid: must be below sizing.dte_full ({z.dte_full}), got {z.dte_mid}")
     o = cfg.orders
+    if not 1 <= len(o.ladder_pct) <= LADDER_MAX_STEPS:
+        raise ConfigError(f"orders.ladder_pct: must have 1 to {LADDER_MAX_STEPS} steps, "
+                          f"got {len(o.ladder_pct)}")
     if len(o.ladder_pct) != len(o.ladder_backoff_sec):
         raise ConfigError(f"orders.ladder_backoff_sec: must have one entry per orders.ladder_pct step "
                           f"({len(o.ladder_pct)}), got {len(o.ladder_backoff_sec)}")
     if any(p <= 0 for p in o.ladder_pct) or list(o.ladder_pct) != sorted(o.ladder_pct):
         raise ConfigError(f"orders.ladder_pct: must be positive and increasing, got {list(o.ladder_pct)}")
+    if any(p > LADDER_MAX_PCT for p in o.ladder_pct):
+        raise ConfigError(f"orders.ladder_pct: each step must be <= {LADDER_MAX_PCT:g}, "
+                          f"got {list(o.ladder_pct)}")
     if any(b < 0 for b in o.ladder_backoff_sec):
         raise ConfigError(f"orders.ladder_backoff_sec: must be >= 0, got {list(o.ladder_backoff_sec)}")
+    if any(b > LADDER_MAX_BACKOFF_SEC for b in o.ladder_backoff_sec):
+        raise ConfigError(f"orders.ladder_backoff_sec: each wait must be <= {LADDER_MAX_BACKOFF_SEC:g}, "
+                          f"got {list(o.ladder_backoff_sec)}")
 
 
 def parse_config(raw: dict) -> Config:
     cfg = _build("", Config, raw)
     _cross_checks(cfg)
+    if cfg.bot.log_level != cfg.bot.log_level.upper():  # "debug" is accepted, stored as "DEBUG"
+        cfg = dataclasses.replace(cfg, bot=dataclasses.replace(cfg.bot, log_level=cfg.bot.log_level.upper()))
     return cfg
 
 
 def load_config(path: str | os.PathLike) -> Config:
+    """Read, parse and validate a config file. Every failure is a one-line ConfigError naming the
+    file (unreadable, not UTF-8, not TOML) or the key; nothing is written."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {p}: is a directory, not a file (pass --config PATH)")
     if not p.is_file():
         raise ConfigError(f"config file {p}: not found (pass --config PATH, or copy config.toml)")
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {p}: not valid TOML: {exc}") from None
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {p}: cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"config file {p}: not valid UTF-8: byte 0x{data[exc.start]:02x} "
+                          f"on line {line}") from None
+    try:
+        raw = tomllib.loads(text)
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, an int of > 4300 digits, deep nesting
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"config file {p}: not valid TOML: {detail}") from None
     return parse_config(raw)

@@ -8,7 +8,9 @@ machine to move. Start-up is the same for a clean start and a crash restart (LES
 """
 from __future__ import annotations
 
+import copy
 import logging
+from contextlib import contextmanager
 from datetime import datetime
 
 from . import entries, exits, guards
@@ -18,7 +20,7 @@ from .book import PositionBook
 from .broker.base import BUY, BrokerError
 from .execution import Execution
 from .market.feed import MarketFeed
-from .market.instruments import INSTRUMENT_COLUMNS, InstrumentMaster, parse_master
+from .market.instruments import INSTRUMENT_COLUMNS, InstrumentMaster, MasterError, check_master
 from .orders import order_tag
 from .recovery import restore_desk
 from .risk import RiskState
@@ -48,6 +50,8 @@ class Desk:
         self.entry_done: set[str] = set()           # entry tags whose outcome was acted on
         self.shorts: set[str] = set()               # tokens found short at the broker
         self.duplicates: set[str] = set()           # broker order ids found under a tag twice
+        self.unmanaged: dict[str, dict] = {}        # broker longs left alone (policy "halt")
+        self.to_flatten: set[str] = set()           # adopted to be exited once the market is open
         self.halt_reason: str | None = None
         self.gap_open: set[str] = set()    # underlyings with a bar gap; "feed" when prices stop
         self.last_fresh: datetime | None = None
@@ -77,6 +81,22 @@ class Desk:
         if ev is not None:
             self.rec(f"breaker_{ev.action}", {"breaker": ev.breaker, "reason": ev.reason,
                                               "inputs": ev.inputs})
+
+    @contextmanager
+    def decision(self):
+        """One journal commit for everything a decision implies; if it cannot commit (a full disk),
+        the book, the risk counters and the day machine are put back as they were."""
+        book, risk = copy.deepcopy(self.book.__dict__), self.risk.to_dict()
+        state = self.machine.state if self.machine is not None else None
+        try:
+            with self.journal.transaction():
+                yield
+        except BaseException:
+            self.book.__dict__.update(book)
+            self.risk = RiskState.from_dict(risk, self.cfg.risk)
+            if state is not None and self.machine.state != state:
+                self.machine.restore(state)
+            raise
 
     def decide(self, payload: dict) -> None:
         if payload.get("tag"):
@@ -126,16 +146,22 @@ class Desk:
             self.halt(self.halt_reason)
 
     def load_instruments(self) -> InstrumentMaster:
+        """The day's master: the journal's copy while it serves every configured underlying, else
+        a fresh one, cached only once it has options for all of them (`check_master`)."""
         d = self.day.isoformat()
         cols = ", ".join(INSTRUMENT_COLUMNS)
+        names = [u.name for u in self.cfg.underlyings]
         rows = self.journal.query(f"SELECT {cols} FROM instruments WHERE trading_day = ?", (d,))
         if rows:
-            return InstrumentMaster.from_records([tuple(r) for r in rows])
-        names = [u.name for u in self.cfg.underlyings]
-        master = parse_master(self.market.instrument_master(), names)
-        for name in names:
-            master.require_options(name)
+            try:
+                cached = InstrumentMaster.from_records([tuple(r) for r in rows])
+                cached.require_all(names)
+                return cached
+            except MasterError as exc:  # another config's copy, or one cached before this check
+                self.rec("instruments_stale", {"reason": str(exc)})
+        master = check_master(self.market.instrument_master(), names)  # raises: nothing cached
         with self.journal.transaction():
+            self.journal.conn.execute("DELETE FROM instruments WHERE trading_day = ?", (d,))
             self.journal.conn.executemany(
                 f"INSERT OR REPLACE INTO instruments(trading_day, {cols}) VALUES "
                 f"(?, {', '.join('?' * len(INSTRUMENT_COLUMNS))})",
@@ -145,11 +171,20 @@ class Desk:
         return master
 
     def warmup(self) -> None:
-        for u in self.feed.underlyings:
-            if u not in self.bias:
-                self.bias[u] = entries.daily_bias(self, u)
-            self.feed.load_hourly(u)
-        self.warmed_up = True
+        try:
+            for u in self.feed.underlyings:
+                if u not in self.bias:
+                    self.bias[u] = entries.daily_bias(self, u)
+                self.feed.load_hourly(u)
+            self.warmed_up = True
+        finally:
+            self.journal_data_errors()
+
+    def journal_data_errors(self) -> None:
+        """Market-data rows the feed refused (a bad candle is skipped, so it is a missing bar)."""
+        if self.feed is not None:
+            for row in self.feed.drain_rejected():
+                self.rec("data_error", row)
 
     # --- engine hooks ----------------------------------------------------------------------
     def bind(self, tday) -> None:
@@ -191,6 +226,8 @@ class Desk:
             self.rec("broker_error" if isinstance(exc, BrokerError) else "pipeline_error",
                      {"call": what, "error": f"{type(exc).__name__}: {exc}"})
             return False
+        finally:
+            self.journal_data_errors()
 
     def on_monitor(self, tday) -> None:
         self.bind(tday)
@@ -202,6 +239,9 @@ class Desk:
         if tday.machine.state in (m.PRE_OPEN, m.WARMUP):
             return
         guards.check_breakers(self)
+        for pid in [p for p in self.to_flatten if p in self.book]:
+            exits.close_position(self, pid, "unknown_position", [])
+        self.to_flatten.clear()
         exits.check_positions(self, hourly=False)
 
     def settle_orders(self) -> None:
@@ -214,18 +254,18 @@ class Desk:
                 entries.on_entry_final(self, o)
             elif o.purpose == "exit" and out.became_terminal:
                 exits.on_exit_final(self, o)
+        for pid in self.book.ids():
+            if self.book.get(pid).open_qty <= 0:
+                exits.finish(self, pid)  # sold out, books not closed yet (a failed commit retried)
 
     def resume_outcomes(self) -> None:
-        """Outcomes a crash left unacted on: a final entry without its position or abandonment,
-        a position whose exit fills cover it but whose books are still open."""
+        """Outcomes a crash left unacted on: a final entry without its position or abandonment, an
+        exit concluded never placed (a sold-out position is closed by every settle_orders)."""
         for o in list(self.ex.orders.values()):
             if o.purpose == "entry" and o.terminal and o.tag not in self.entry_done:
                 entries.on_entry_final(self, o)
             elif o.purpose == "exit" and o.state == om.NEVER_PLACED:
                 exits.on_exit_final(self, o)
-        for pid in self.book.ids():
-            if self.book.get(pid).open_qty <= 0:
-                exits.finish(self, pid)
 
     def end_of_day(self) -> None:
         for o in self.ex.live(purpose="entry"):
@@ -280,6 +320,7 @@ class Desk:
                 "gross_pnl": round(rows[2], 2), "costs": round(rows[3], 2), "net_pnl": round(rows[4], 2),
                 "open_positions": len(self.book), "capital": self.capital,
                 "working_orders": len(self.ex.live()),
+                "unmanaged_broker_positions": self.unmanaged,
                 "bias": {u: b.get("bias") for u, b in self.bias.items()}}
 
     # --- machine moves ---------------------------------------------------------------------

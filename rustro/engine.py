@@ -14,9 +14,11 @@ from pathlib import Path
 
 from . import machine as m
 from .calendar import TradingCalendar, at
+from .journal import JournalFull
 from .recovery import rebuild
 
 log = logging.getLogger(__name__)
+DISK_FULL = "disk full"  # the shutdown reason when the journal cannot be written
 
 
 @dataclass
@@ -89,7 +91,7 @@ class TradingDay:
         self.shutdown_requested = signame
 
     def finish_shutdown(self) -> None:
-        flatten = self.cfg.exits.flatten_on_shutdown
+        flatten = self.cfg.exits.flatten_on_shutdown or self.shutdown_requested == DISK_FULL
         open_positions = self.svc.desk.open_position_count() if self.svc.desk else 0
         self.journal.record("shutdown", {"signal": self.shutdown_requested, "state": self.machine.state,
                                          "flatten_on_shutdown": flatten,
@@ -112,6 +114,8 @@ class TradingDay:
         started = _time.monotonic()  # a measurement of the job, not a trading decision
         try:
             getattr(self, f"job_{job}")()
+        except JournalFull as exc:
+            self.on_disk_full(job, exc)
         except Exception as exc:  # a job failure is journaled; the next job still protects positions
             self.job_errors += 1
             log.exception("job %s failed", job)
@@ -123,6 +127,19 @@ class TradingDay:
             took = _time.monotonic() - started
             if took > self.longest_job[0]:
                 self.longest_job = (round(took, 3), job, self.clock.now().isoformat())
+
+    def on_disk_full(self, job: str, exc: Exception) -> None:
+        """The journal cannot grow: free the space reserved at start, say so, and stop after
+        flattening (the exits' events fit in the reserve). Nothing unjournaled was ever sent."""
+        freed = self.journal.release_reserve()
+        log.critical("journal is full during %s (%s): freed %d reserved bytes, flattening and "
+                     "stopping", job, exc, freed)
+        try:
+            self.journal.record("disk_full", {"job": job, "error": str(exc), "reserve_freed": freed,
+                                              "state": self.machine.state}, day=self.day)
+        except JournalFull:
+            log.critical("the journal is still full after releasing the reserve")
+        self.request_shutdown(DISK_FULL)
 
     def _fire(self, trigger: str, reason: str) -> None:
         src = self.machine.state

@@ -182,9 +182,31 @@ def open_position(desk, u, option_type, inst, position_id, qty, avg_price, entry
     """Position, trade count and the day machine's move: one commit."""
     pos = new_position(position_id, u, option_type, inst.exchange, inst.symbol, inst.token, qty,
                        round(avg_price, 4), entry_time, inst.lot_size, inst.tick_size, desk.cfg)
-    with desk.journal.transaction():
+    with desk.decision():
         desk.rec("position_opened", {**pos.__dict__, "entry_time": pos.entry_time})
         desk.book.open(pos, desk.clock.now())
         desk.risk.record_entry()
         desk.save_risk()
         desk.fire("position_opened", f"{inst.symbol} x{qty} @ {avg_price}")
+
+
+def adopt_position(desk, broker_pos, why: str) -> str | None:
+    """Journal a broker long we did not open as a protected position; None (and the reason
+    journaled) when it cannot be: not an option of the day's master, or not whole lots."""
+    try:
+        inst = desk.feed.master.by_token(broker_pos.token)
+        price = broker_pos.buy_avg if broker_pos.buy_avg > 0 else broker_pos.ltp
+        pos = new_position(f"adopted-{broker_pos.token}-{desk.clock.now():%H%M%S}", inst.name, inst.option_type, inst.exchange,
+                           inst.symbol, inst.token, int(broker_pos.net_qty), round(price, 4),
+                           desk.clock.now(), inst.lot_size, inst.tick_size, desk.cfg)
+    except (LookupError, ValueError) as exc:
+        desk.rec("adopt_refused", {"token": broker_pos.token, "symbol": broker_pos.symbol,
+                                   "net_qty": broker_pos.net_qty, "reason": str(exc)})
+        return None
+    with desk.decision():
+        desk.rec("position_opened", {**pos.__dict__, "entry_time": pos.entry_time, "adopted": why})
+        desk.book.open(pos, desk.clock.now())
+        desk.entry_done.add(pos.position_id)
+        desk.save_risk()
+        desk.fire("position_opened", f"adopted {inst.symbol} x{pos.quantity} @ {price}")
+    return pos.position_id

@@ -167,8 +167,6 @@ def on_exit_fills(desk, order, new_qty: int, new_value: float) -> None:
         return
     if h.open_qty < 0:
         desk.short_detected(h.pos.token, h.pos.symbol, h.open_qty, f"exit {order.tag} oversold")
-    if h.open_qty <= 0:
-        finish(desk, order.position_id)
 
 
 def finish(desk, pid: str) -> None:
@@ -179,7 +177,7 @@ def finish(desk, pid: str) -> None:
     costs = trade_costs(pos.entry_price, exit_price, qty, desk.cfg, n_orders=1 + max(1, len(h.exit_orders)))
     gross, net = pnl(pos.entry_price, exit_price, qty, costs)
     reason = h.exiting or "exit_before_restart"
-    with desk.journal.transaction():
+    with desk.decision():
         desk.rec("position_closed", {"position_id": pid, "exit_price": exit_price, "reason": reason,
                                      "gross_pnl": gross, "costs": float(costs.total), "net_pnl": net,
                                      "costs_detail": costs.__dict__})

@@ -130,9 +130,31 @@ def reconcile(desk) -> bool:
                 desk.save_risk()
         desk.halt_reason = "broker mismatch at reconciliation"
         desk.halt(desk.halt_reason)
+        _unknown_positions(desk, rows, broker_positions)
     elif ok and first:
         maybe_resume(desk, "reconciliation with the broker succeeded")
     return True
+
+
+def _unknown_positions(desk, rows, broker_positions) -> None:
+    """A long the broker holds that the journal does not (the journal lost, a trade by hand):
+    `reconcile.unknown_positions` decides. halt: leave it and say so in every summary; adopt:
+    journal it as a position with stops from the broker's average price, exited by the day's rules
+    at the latest at EOD; flatten: adopt it and exit it now. Entries stay halted in every case."""
+    from .entries import adopt_position
+    policy = desk.cfg.reconcile.unknown_positions
+    by_token = {b.token: b for b in broker_positions}
+    for r in rows:
+        if r.verdict != "unknown_broker_position" or r.broker_qty <= 0:
+            continue
+        if policy == "halt":
+            desk.unmanaged[r.token] = {"symbol": r.symbol, "broker_qty": r.broker_qty}
+            continue
+        pid = adopt_position(desk, by_token[r.token], f"unknown broker position ({policy})")
+        if pid is None:
+            desk.unmanaged[r.token] = {"symbol": r.symbol, "broker_qty": r.broker_qty}
+        elif policy == "flatten":
+            desk.to_flatten.add(pid)  # sent by the first monitor tick of the session
 
 
 def _revive_found_orders(desk, book) -> None:

@@ -55,6 +55,11 @@ class DayMachine:
             return t.dest
         raise IllegalTransition(f"'{trigger}' is not allowed from '{self.state}'")
 
+    def restore(self, state: str) -> None:
+        """Put the state back after the commit that journaled a move failed (memory follows the
+        journal, never leads it)."""
+        self._fsm.set_state(state)
+
     def fire(self, trigger: str, reason: str = "") -> str:
         src = self.state
         try:

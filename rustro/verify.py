@@ -1,7 +1,10 @@
-"""`journal verify`: integrity check, then rebuild every derived table from `events` and compare.
+"""`journal verify`: integrity check, every event decodes, then rebuild every derived table from
+`events` and compare.
 
-If the projection of the events does not reproduce the stored tables, something wrote a derived row
-without its event (or the reverse): that is reported row by row, never silently fixed.
+An event that does not decode (a corrupted byte in its payload that SQLite's integrity check cannot
+see) is reported by seq and kind. If the projection of the events does not reproduce the stored
+tables, something wrote a derived row without its event (or the reverse): that is reported row by
+row, never silently fixed.
 """
 from __future__ import annotations
 
@@ -15,6 +18,11 @@ from .journal import Journal, _event
 def verify_journal(path: str | Path) -> list[str]:
     problems: list[str] = []
     with Journal.open_readonly(path) as j:
+        bad = j.unreadable_events()
+        if bad:
+            problems += [f"event #{seq} ({kind}) is unreadable: {why}" for seq, kind, why in bad]
+            problems.append(f"derived tables not compared: {len(bad)} event(s) cannot be replayed")
+            return problems
         mem = sqlite3.connect(":memory:", isolation_level=None)
         for _, statements in projection.MIGRATIONS:
             for s in statements:

@@ -125,6 +125,7 @@ def main(argv=None) -> int:
                         results.append((kd, kk))
                         if bad:
                             failures.append((kd, kk, bad))
+                            done = done or bad[0].startswith("crashed run exited")  # broken: stop
                     k = batch[-1] + step
         for kd, kk, bad in failures:
             print(f"{kd} commit {kk}: {', '.join(bad)}")

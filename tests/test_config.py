@@ -6,11 +6,13 @@ import re
 import subprocess
 import sys
 import tomllib
-from datetime import date, time
+import typing
+from datetime import date, datetime, time
 from pathlib import Path
 
 import pytest
 
+from rustro.clock import IST
 from rustro.config import (
     CalendarConfig, Config, ConfigError, UnderlyingConfig, load_config, parse_config)
 from rustro.credentials import SECRET_VARS, Secrets
@@ -237,6 +239,36 @@ BAD_VALUES = [
     ("risk", "max_postions", 3, "risk.max_postions: unknown key; did you mean 'max_positions'?"),
     ("risk", "zzz", 1, "risk.zzz: unknown key; valid keys: max_positions, "),
     ("bot", "mode", "demo", "bot.mode: must be one of auto, sim, paper, live, got 'demo'"),
+    # no upper bound used to mean OverflowErrors and job errors mid-day
+    ("bot", "capital", 1e308, "bot.capital: must be <= 1e+10, got 1e+308"),
+    ("session", "monitor_interval_sec", 2**63 - 1,
+     "session.monitor_interval_sec: must be <= 300, got 9223372036854775807"),
+    ("session", "bar_ready_grace_sec", 301, "session.bar_ready_grace_sec: must be <= 300, got 301"),
+    ("sim", "speed", 1e300, "sim.speed: must be <= 100000, got 1e+300"),
+    ("sim", "speed", 0.5, "sim.speed: must be 0 (as fast as possible) or at least 1, got 0.5"),
+    ("sim", "seed", -1, "sim.seed: must be >= 0, got -1"),
+    ("sim", "seed", 2**63, "sim.seed: must be <= 9223372036854775807, got 9223372036854775808"),
+    ("costs", "gst_pct", 1e308, "costs.gst_pct: must be <= 100, got 1e+308"),
+    ("sizing", "vix_low_mult", 1e308, "sizing.vix_low_mult: must be <= 5, got 1e+308"),
+    ("options", "strike_offset_steps", 10**9, "options.strike_offset_steps: must be <= 10, got 1000000000"),
+    ("data", "indicator_history_bars", 10**12,
+     "data.indicator_history_bars: must be <= 1000, got 1000000000000"),
+    ("data", "daily_history_days", 2**62,
+     "data.daily_history_days: must be <= 2000, got 4611686018427387904"),
+    ("paper", "latency_ms", 2**40, "paper.latency_ms: must be <= 60000, got 1099511627776"),
+    ("risk", "reentry_cooldown_min", 10**7, "risk.reentry_cooldown_min: must be <= 1440, got 10000000"),
+    ("orders", "fill_timeout_sec", 1e18, "orders.fill_timeout_sec: must be <= 300, got 1e+18"),
+    ("bot", "capital", 10**400, "bot.capital: must be a finite number"),  # an int beyond float range
+    ("orders", "ladder_pct", [], "orders.ladder_pct: must have 1 to 10 steps, got 0"),
+    ("orders", "ladder_pct", [0.25, 0.5, 0.75, 100.0], "orders.ladder_pct: each step must be <= 50"),
+    ("orders", "ladder_backoff_sec", [0.0, 2.0, 4.0, 1e9],
+     "orders.ladder_backoff_sec: each wait must be <= 300"),
+    ("broker", "base_url", "ftp://x", "broker.base_url: must start with http:// or https://"),
+    ("broker", "token_cache", "", "broker.token_cache: must name a file, got ''"),
+    ("bot", "journal", "", "bot.journal: must name a file, got ''"),
+    ("bot", "journal", "a\x00b", "bot.journal: must not contain control characters"),
+    ("session", "entry_start", "1_0:00", "session.entry_start: must be a time HH:MM"),
+    ("calendar", "extra_holidays", [20261231], "calendar.extra_holidays[0]: must be a date YYYY-MM-DD"),
 ]
 
 
@@ -455,11 +487,25 @@ def _bad_config(tmp_path: Path, case: str) -> tuple[Path, str]:
 
     if case == "missing":
         return tmp_path / "does_not_exist.toml", "config file"
+    if case == "directory":
+        (tmp_path / "dir.toml").mkdir()
+        return tmp_path / "dir.toml", f"config file {tmp_path / 'dir.toml'}"
+    if case == "not_utf8":
+        p = tmp_path / "latin1.toml"
+        p.write_bytes(text.replace('spot_name = "Nifty 50"', 'spot_name = "Nifty\xa050"').encode("latin-1"))
+        return p, f"config file {p}: not valid UTF-8"
     edits = {
         "wrong_type": (r'^daily_adx_period = 14\b', 'daily_adx_period = "14"', "signal.daily_adx_period"),
         "negative_period": (r"^rsi_period = 14\b", "rsi_period = -14", "filters.rsi_period"),
         "unknown_key": (r"^max_positions = 3\b", "max_postions = 3", "risk.max_postions"),
         "unordered_times": (r'^entry_end = "15:00"', 'entry_end = "09:30"', "session.entry_end"),
+        "bad_log_level": (r'^log_level = "INFO"', 'log_level = "BOGUS"', "bot.log_level"),
+        "no_hourly_bar": (r'^entry_end = "15:00"', 'entry_end = "10:10"', "session.entry_end"),
+        "huge_capital": (r"^capital = 1000000.0", "capital = 1e308", "bot.capital"),
+        "huge_interval": (r"^monitor_interval_sec = 5\b", "monitor_interval_sec = 9223372036854775807",
+                          "session.monitor_interval_sec"),
+        "odd_strike_step": (r"^strike_step = 50\b", "strike_step = 7", "underlyings[0].strike_step"),
+        "empty_journal": (r'^journal = "journal.sqlite"', 'journal = ""', "bot.journal"),
     }
     pattern, repl, key = edits[case]
     p = tmp_path / f"{case}.toml"
@@ -473,7 +519,9 @@ def _cli(*args) -> subprocess.CompletedProcess:
                           env={k: v for k, v in os.environ.items() if not k.startswith("SMARTAPI_")})
 
 
-CASES = ["wrong_type", "negative_period", "unknown_key", "unordered_times", "missing"]
+CASES = ["wrong_type", "negative_period", "unknown_key", "unordered_times", "missing", "directory",
+         "not_utf8", "bad_log_level", "no_hourly_bar", "huge_capital", "huge_interval", "odd_strike_step",
+         "empty_journal"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -503,3 +551,247 @@ def test_check_config_accepts_shipped_file():
     r = _cli("check-config", "--config", CONFIG_TOML)
     assert r.returncode == 0, r.stderr
     assert f"{CONFIG_TOML}: OK" in r.stdout
+
+
+# --- bot.log_level ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("level", ["BOGUS", "", "TRACE", "CRITICAL", "ınfo", "INFO "])
+def test_log_level_must_be_a_known_level(level):
+    msg = config_error(with_value("bot", "log_level", level))
+    assert msg == f"bot.log_level: must be one of DEBUG, INFO, WARNING, ERROR (any case), got {level!r}"
+
+
+@pytest.mark.parametrize("level,stored", [("debug", "DEBUG"), ("Warning", "WARNING"), ("ERROR", "ERROR")])
+def test_log_level_is_case_insensitive_and_stored_upper_case(level, stored):
+    assert parse_config(with_value("bot", "log_level", level)).bot.log_level == stored
+
+
+def test_check_config_accepts_lower_case_log_level(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text(CONFIG_TOML.read_text().replace('log_level = "INFO"', 'log_level = "debug"'))
+    r = _cli("check-config", "--config", p)
+    assert r.returncode == 0, r.stderr
+    assert '"log_level": "DEBUG"' in r.stdout
+
+
+# --- the config file itself: unreadable, not UTF-8, a directory -------------------------------------
+
+def test_config_file_not_utf8_names_file_and_line(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_bytes(b'[bot]\nmode = "sim\xff"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    assert str(exc.value) == f"config file {p}: not valid UTF-8: byte 0xff on line 2"
+
+
+def test_config_file_is_a_directory(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path)
+    assert str(exc.value).startswith(f"config file {tmp_path}: is a directory")
+
+
+def test_config_file_unreadable(tmp_path, monkeypatch):
+    p = tmp_path / "c.toml"
+    p.write_text("[bot]\n")
+    p.chmod(0)
+    if os.geteuid() != 0:  # root reads a mode-000 file anyway: then simulate the refusal
+        with pytest.raises(ConfigError, match=rf"^config file {re.escape(str(p))}: cannot be read: "):
+            load_config(p)
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    assert str(exc.value) == f"config file {p}: cannot be read: Permission denied"
+
+
+@pytest.mark.parametrize("text", ["x = " + "9" * 5000, "x = " + "[" * 5000 + "]" * 5000])
+def test_toml_the_parser_refuses_oddly_is_still_a_config_error(tmp_path, text):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    assert str(exc.value).startswith(f"config file {p}: not valid TOML") and "\n" not in str(exc.value)
+
+
+# --- session shape ------------------------------------------------------------------------------------
+
+def session_raw(**times) -> dict:
+    raw = shipped_raw()
+    raw["session"].update(times)
+    return raw
+
+
+def test_session_shorter_than_an_hour_is_refused():
+    msg = config_error(session_raw(market_open="09:15", entry_start="09:20", entry_end="09:40",
+                                   eod_exit="09:50", market_close="10:00"))
+    assert msg == ("session.entry_end: must be later than the first hourly bar's close (session.market_open "
+                   "09:15 + 1 h + session.bar_ready_grace_sec 5 s), got 09:40")
+
+
+@pytest.mark.parametrize("entry_end,ok", [("10:15", False), ("10:16", True)])
+def test_first_hourly_bar_must_close_before_entry_end(entry_end, ok):
+    raw = session_raw(entry_end=entry_end, eod_exit="10:30", market_close="10:45")
+    if ok:
+        assert parse_config(raw).session.entry_end == time.fromisoformat(entry_end)
+    else:
+        assert config_error(raw).startswith("session.entry_end: must be later than the first hourly bar")
+
+
+def test_market_close_plus_grace_before_midnight():
+    raw = session_raw(entry_end="22:00", eod_exit="23:00", market_close="23:59")
+    raw["session"]["bar_ready_grace_sec"] = 60
+    assert config_error(raw) == ("session.market_close: plus session.bar_ready_grace_sec (60 s) must fall "
+                                 "before midnight, got 23:59")
+    raw["session"]["bar_ready_grace_sec"] = 59
+    assert parse_config(raw).session.market_close == time(23, 59)
+
+
+@pytest.mark.parametrize("times", [
+    dict(market_open="09:15", entry_start="09:30", entry_end="10:16", eod_exit="10:20", market_close="10:30"),
+    dict(pre_open="00:00", market_open="00:01", entry_start="00:02", entry_end="01:10", eod_exit="23:00",
+         market_close="23:50"),
+    {},
+])
+def test_accepted_sessions_build_a_day_plan(times):
+    from rustro.scheduler import day_plan, hourly_closes
+    cfg = parse_config(session_raw(**times))
+    assert hourly_closes(cfg.session)
+    day = date(2026, 11, 20)
+    for entry in day_plan(day, cfg.session):
+        fire = entry.trigger.get_next_fire_time(None, datetime.combine(day, time(0), IST))
+        assert fire is not None and fire.date() == day, entry.job
+
+
+# --- every number has a range -------------------------------------------------------------------------
+
+def numeric_fields():
+    """(section, field, dataclass field) of every int/float key, underlyings included."""
+    out = []
+    for sec in dataclasses.fields(Config):
+        cls = UnderlyingConfig if sec.name == "underlyings" else type(getattr(Config(), sec.name))
+        hints = typing.get_type_hints(cls)
+        out += [(sec.name, f.name, f) for f in dataclasses.fields(cls) if hints[f.name] in (int, float)]
+    return out
+
+
+def test_every_numeric_key_has_a_documented_range():
+    comments = {(s, k): c for s, k, c in toml_lines()}
+    assert len(numeric_fields()) > 60
+    for section, key, f in numeric_fields():
+        lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+        assert lo is not None and hi is not None, f"{section}.{key} has no range"
+        shown = {str(hi), f"{hi:g}", f"{hi:g}".replace("e+", "e")}
+        shown |= {"2**63-1"} if hi == 2**63 - 1 else set()
+        comment = comments[(section, key)]
+        assert any(t in comment for t in shown), \
+            f"{section}.{key}: comment does not give the upper bound {hi}: {comment!r}"
+
+
+@pytest.mark.parametrize("section,key,f", numeric_fields(), ids=[f"{s}.{k}" for s, k, _ in numeric_fields()])
+def test_range_ends_are_enforced(section, key, f):
+    meta = f.metadata
+    lo, hi = meta["lo"], meta["hi"]
+
+    def put(value):
+        raw = shipped_raw()
+        (raw[section][0] if section == "underlyings" else raw[section])[key] = value
+        return raw
+    path = f"underlyings[0].{key}" if section == "underlyings" else f"{section}.{key}"
+    big = hi * 10 + 1 if isinstance(hi, int) else hi * 10
+    assert config_error(put(big)).startswith(f"{path}: must be <")
+    small = (lo - 1) if isinstance(lo, int) else lo - 1.0
+    assert config_error(put(small)).startswith(f"{path}: must be >")
+    # the closed ends themselves pass the range check (a cross-check may still refuse them)
+    for end in ([] if meta["hi_open"] else [hi]) + ([] if meta["lo_open"] else [lo]):
+        try:
+            parse_config(put(end))
+        except ConfigError as exc:
+            assert not re.match(rf"{re.escape(path)}: must be [<>]", str(exc)), str(exc)
+
+
+@pytest.mark.parametrize("name,step,ok", [
+    ("NIFTY", 50, True), ("NIFTY", 100, True), ("NIFTY", 7, False), ("NIFTY", 25, False),
+    ("BANKNIFTY", 100, True), ("BANKNIFTY", 50, False), ("FINNIFTY", 50, True), ("FINNIFTY", 1000, True),
+    ("FINNIFTY", 1050, False)])
+def test_strike_step_must_be_a_multiple_of_the_listed_interval(name, step, ok):
+    raw = shipped_raw()
+    raw["underlyings"] = [{"name": name, "strike_step": step}]
+    if ok:
+        assert parse_config(raw).underlying(name).strike_step == step
+    elif step > 1000:
+        assert config_error(raw) == f"underlyings[0].strike_step: must be <= 1000, got {step}"
+    else:
+        listed = {"NIFTY": 50, "BANKNIFTY": 100, "FINNIFTY": 50}[name]
+        assert config_error(raw) == (f"underlyings[0].strike_step: must be a multiple of {name}'s listed "
+                                     f"strike interval {listed}, got {step}")
+
+
+def test_odd_keys_are_quoted_so_the_message_stays_one_line():
+    raw = shipped_raw()
+    raw["risk"]["bad\nkey"] = 1
+    assert config_error(raw).startswith('risk."bad\\nkey": unknown key')
+
+
+# --- run / halt: the journal path is checked before anything is written --------------------------------
+
+def _one_line_exit_2(r, needle):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("command", [["run", "--sim", "--quiet"], ["halt"]])
+def test_journal_in_missing_directory_exits_2_and_creates_nothing(tmp_path, command):
+    j = tmp_path / "nodir" / "journal.sqlite"
+    r = _cli(*command, "--config", CONFIG_TOML, "--journal", j)
+    _one_line_exit_2(r, f"--journal: directory {tmp_path / 'nodir'} does not exist")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["run", "--sim", "--quiet"], ["halt"]])
+def test_empty_journal_exits_2(tmp_path, command):
+    _one_line_exit_2(_cli(*command, "--config", CONFIG_TOML, "--journal", ""), "--journal: must name a file")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CONFIG_TOML.read_text().replace('journal = "journal.sqlite"', 'journal = ""'))
+    _one_line_exit_2(_cli(*command, "--config", cfg), "bot.journal: must name a file, got ''")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.toml"]
+
+
+@pytest.mark.parametrize("command", [["run", "--sim", "--quiet"], ["halt"]])
+def test_journal_that_is_a_directory_exits_2(tmp_path, command):
+    jdir = tmp_path / "j"
+    jdir.mkdir()
+    _one_line_exit_2(_cli(*command, "--config", CONFIG_TOML, "--journal", jdir),
+                     f"--journal: {jdir} is a directory")
+    assert [p.name for p in tmp_path.iterdir()] == ["j"] and list(jdir.iterdir()) == []
+
+
+def test_bot_journal_in_missing_directory_exits_2(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CONFIG_TOML.read_text().replace('journal = "journal.sqlite"',
+                                                   f'journal = "{tmp_path}/nodir/journal.sqlite"'))
+    _one_line_exit_2(_cli("run", "--sim", "--quiet", "--config", cfg), "bot.journal: directory ")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.toml"]
+
+
+def test_paper_db_in_missing_directory_exits_2_before_the_journal(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CONFIG_TOML.read_text().replace('db = ""', 'db = "nodir/paper.sqlite"'))
+    jdir = tmp_path / "jd"
+    jdir.mkdir()
+    _one_line_exit_2(_cli("run", "--sim", "--quiet", "--config", cfg, "--journal", jdir / "j.sqlite"),
+                     f"paper.db: directory {jdir / 'nodir'} does not exist")
+    assert list(jdir.iterdir()) == []
+
+
+def test_halt_that_cannot_write_the_kill_file_exits_2(tmp_path, monkeypatch, capsys):
+    from rustro import cli
+
+    def refuse(self, *a, **k):
+        raise PermissionError(13, "Permission denied", str(self))
+    monkeypatch.setattr(Path, "write_text", refuse)
+    assert cli.main(["halt", "--config", str(CONFIG_TOML), "--journal", str(tmp_path / "j.sqlite")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: cannot write {tmp_path / 'KILL'}: Permission denied"]

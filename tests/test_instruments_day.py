@@ -1,8 +1,11 @@
-"""The day's instrument master is downloaded once, cached in the journal, and required to hold options."""
-from datetime import date
+"""The day's instrument master is downloaded once, cached in the journal, and required to hold
+options for every configured underlying; refused market-data rows are journaled."""
+from dataclasses import replace
+from datetime import date, time
 
 from rustro.app import run_day
-from rustro.config import Config
+from rustro.calendar import at
+from rustro.config import Config, parse_config
 from rustro.credentials import Secrets
 from rustro.desk import build_desk
 from rustro.journal import Journal
@@ -60,3 +63,55 @@ def test_master_without_nifty_options_stops_the_day_before_warmup(tmp_path):
         assert "warmup" not in dsts and dsts[-2:] == ["eod_exit", "closed"]
         assert any("NIFTY" in e and "option" in e.lower() for e in errors)
         assert jj.events(kinds=("order_intent",)) == []
+
+
+
+
+
+
+def test_a_journal_master_without_options_for_a_configured_underlying_is_read_again(tmp_path):
+    j = tmp_path / "journal.sqlite"
+    calls = []
+    try:
+        run_day(Config(), "sim", j, DAY, 42, Secrets(), build_desk=counting(calls, crash_after_load=True))
+    except KeyboardInterrupt:
+        pass
+    assert len(calls) == 1                     # cached for NIFTY only
+    two = parse_config({"underlyings": [
+        {"name": "NIFTY"},
+        {"name": "BANKNIFTY", "spot_name": "Nifty Bank", "strike_step": 100, "freeze_qty": 900}]})
+    calls.clear()
+    try:
+        run_day(two, "sim", j, DAY, 42, Secrets(), build_desk=counting(calls, crash_after_load=True))
+    except KeyboardInterrupt:
+        pass
+    assert len(calls) == 1                     # the cached copy lacked BANKNIFTY: read again
+    with Journal.open_readonly(j) as jj:
+        [stale] = jj.events(kinds=("instruments_stale",))
+        assert "BANKNIFTY" in stale.payload["reason"]
+        names = {r[0] for r in jj.query("SELECT DISTINCT name FROM instruments WHERE trading_day = ?",
+                                        (DAY.isoformat(),))}
+        assert {"NIFTY", "BANKNIFTY"} <= names
+
+
+def test_a_bad_candle_is_journaled_as_a_data_error_and_a_gap(tmp_path):
+    j = tmp_path / "journal.sqlite"
+    bad_start = at(DAY, time(11, 15))
+
+    def build(svc, day, secrets):
+        build_desk(svc, day, secrets)
+        market = svc.desk.market
+        real = market.candles
+
+        def candles(exchange, token, interval, start, end):
+            return [replace(b, high=b.low / 2) if b.start == bad_start and interval == "ONE_HOUR"
+                    else b for b in real(exchange, token, interval, start, end)]
+        market.candles = candles
+
+    run_day(Config(), "sim", j, DAY, 42, Secrets(), build_desk=build)
+    with Journal.open_readonly(j) as jj:
+        errors = [e.payload for e in jj.events(kinds=("data_error",))]
+        gaps = [e.payload for e in jj.events(kinds=("data_gap",))]
+    assert errors and all(e["field"] == "high" and e["interval"] == "ONE_HOUR" for e in errors)
+    assert any(bad_start.isoformat() in e["row"] for e in errors)
+    assert any(g.get("underlying") == "NIFTY" and g.get("missing") for g in gaps)

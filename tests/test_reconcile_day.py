@@ -100,7 +100,8 @@ def test_unknown_broker_position_halts_and_reports(tmp_path):
         trip = jj.events(kinds=("breaker_tripped",))[0].payload
         assert trip["breaker"] == "broker_mismatch"
         assert "halted" in [r[0] for r in jj.query("SELECT dst FROM transitions")]
-        assert not [e for e in jj.events(kinds=("order_intent",))]  # no entries while halted
+        intents = [e.payload for e in jj.events(kinds=("order_intent",))]
+        assert not [p for p in intents if p["purpose"] == "entry"]  # no entries while halted
 
 
 def test_quantity_mismatch_halts_keeps_protecting(tmp_path):
@@ -130,3 +131,44 @@ def test_quantity_mismatch_halts_keeps_protecting(tmp_path):
     b, _ = paper(j, datetime(2026, 10, 14, 15, 35, tzinfo=IST))
     with b:
         assert all(p.net_qty == 0 for p in b.positions())  # the broker side ends flat
+
+
+def _someone_bought(j):
+    b, clock = paper(j, datetime(2026, 10, 14, 9, 0, tzinfo=IST))
+    with b:
+        token = next(c for c in SyntheticMarket(clock, 42).contracts("NIFTY") if c.kind == "CE").token
+        q = b.market.quote("NFO", token)
+        b.place_order(OrderRequest("manual-1", "NFO", "X", token, BUY, 130, q.ask))
+        clock.advance(1)
+        assert b.positions()[0].net_qty == 130
+    return token
+
+
+@pytest.mark.parametrize("policy", ["halt", "adopt", "flatten"])
+def test_unknown_broker_position_policy(tmp_path, policy):
+    """The journal is gone (a fresh file) while the broker holds a long: never reported as zero;
+    adopted it is protected and exited by the day's rules, flattened it is exited at once."""
+    from dataclasses import replace
+    j = tmp_path / "journal.sqlite"
+    token = _someone_bought(j)
+    cfg = Config(reconcile=replace(Config().reconcile, unknown_positions=policy))
+    res = run_day(cfg, "sim", j, DAY, 42, Secrets(), build_desk=build_desk)
+    assert res.state == "closed"
+    with Journal.open_readonly(j) as jj:
+        summary = jj.events(kinds=("day_summary",))[0].payload
+        opened = [e.payload for e in jj.events(kinds=("position_opened",)) if e.payload.get("adopted")]
+        closed = {r["position_id"]: dict(r) for r in jj.query("SELECT * FROM positions")}
+        assert not [e for e in jj.events(kinds=("order_intent",)) if e.payload["purpose"] == "entry"]
+    b, _ = paper(j, datetime(2026, 10, 14, 15, 35, tzinfo=IST))
+    with b:
+        held = sum(p.net_qty for p in b.positions() if p.token == token)
+    if policy == "halt":
+        assert not opened and held == 130
+        assert summary["unmanaged_broker_positions"][token]["broker_qty"] == 130
+    else:
+        assert len(opened) == 1 and opened[0]["quantity"] == 130 and held == 0
+        row = closed[opened[0]["position_id"]]
+        assert row["status"] == "closed" and summary["open_positions"] == 0
+        assert row["exit_reason"] == ("unknown_position" if policy == "flatten" else row["exit_reason"])
+        if policy == "flatten":
+            assert row["exit_time"] < "2026-10-14T09:20"  # exited as soon as the market opened
