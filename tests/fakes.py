@@ -67,3 +67,18 @@ def on_event(kind, action):
                 action(svc)
         desk.rec = rec
     return build
+
+
+def assert_never_short(paper_db):
+    """From the broker's own trade book, fill after fill: no token's BUY - SELL ever below zero."""
+    import sqlite3
+    conn = sqlite3.connect(f"file:{paper_db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT token, side, qty FROM fills ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+    net = {}
+    for token, side, qty in rows:
+        net[token] = net.get(token, 0) + (qty if side == "BUY" else -qty)
+        assert net[token] >= 0, f"token {token} went net short ({net[token]}) in the broker's trade book"
+    return rows

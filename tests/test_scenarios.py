@@ -16,6 +16,8 @@ from rustro.desk import build_desk
 from rustro.journal import Journal
 from rustro.market.synthetic_paths import DayScenario
 
+from fakes import assert_never_short
+
 THREE = (UnderlyingConfig(), UnderlyingConfig("BANKNIFTY", "Nifty Bank", 100, 600),
          UnderlyingConfig("FINNIFTY", "Nifty Fin Service", 50, 1800))
 
@@ -25,6 +27,7 @@ def simulate(tmp_path_factory, day, cfg=None, scenarios=None):
     res = run_day(cfg or Config(), "sim", path, day, 42, Secrets(), build_desk=build_desk,
                   extra={"scenarios": scenarios, "raise_job_errors": True})
     assert res.job_errors == 0
+    assert_never_short(path.with_name("journal.paper.sqlite"))
     return Journal.open_readonly(path), res
 
 
@@ -150,6 +153,7 @@ def test_twenty_consecutive_days(tmp_path_factory):
     finally:
         logging.disable(logging.NOTSET)
     assert len(results) == 20 and all(r.state == "closed" and r.job_errors == 0 for r in results)
+    assert len(assert_never_short(path.with_name("journal.paper.sqlite"))) > 0
     with Journal.open_readonly(path) as j:
         assert j.query("SELECT COUNT(*) FROM positions")[0][0] > 0
         assert j.query("SELECT COUNT(*) FROM positions WHERE status = 'open'")[0][0] == 0
