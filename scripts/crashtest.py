@@ -132,6 +132,10 @@ def main(argv=None) -> int:
         n = len(results)
         print(f"reference: {len(ref['trades'])} trades, {len(ref['fills'])} fills, "
               f"risk {json.dumps(ref['risk'], sort_keys=True)}")
+        for kind in [k for k in args.kinds.split(",") if k]:
+            tried = sum(1 for kd, _ in results if kd == kind)
+            bad = sum(1 for kd, _, _ in failures if kd == kind)
+            print(f"{kind} commits killed: {tried}, identical: {tried - bad}")
         print(f"{n - len(failures)}/{n} identical")
         return 1 if failures else 0
 
