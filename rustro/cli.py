@@ -25,6 +25,33 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _backtest_args(bt: argparse.ArgumentParser) -> None:
+    bt.add_argument("--from", dest="start", type=_date, required=True, help="first day, YYYY-MM-DD")
+    bt.add_argument("--to", dest="end", type=_date, required=True, help="last day, YYYY-MM-DD")
+    bt.add_argument("--seed", type=int, help="synthetic market seed, default sim.seed")
+    bt.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    bt.add_argument("--out", metavar="DIR", help="also write an interactive HTML report in DIR "
+                    "(needs plotly: pip install 'rustro[report]')")
+    bt.add_argument("--workers", type=_positive, default=1, metavar="N",
+                    help="run the days on N processes, each with its own journal <journal>.w<k>")
+    bt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key (dotted path, TOML value), e.g. risk.max_trades_per_day=2")
+    bt.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+                    help="run every combination of these values and rank them by net P&L")
+    bt.add_argument("--cluster", metavar="ADDRESS", help="run the days on an existing Dask cluster, "
+                    "e.g. tcp://10.0.0.5:8786 (pip install 'rustro[cluster]')")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rustro", description="Intraday index-options bot for Angel One "
                                 "SmartAPI. With no credentials it runs a simulated day (sim).")
@@ -52,9 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
     bt = sub.add_parser("backtest", help="simulate consecutive trading days on the synthetic market")
     common(bt)
-    bt.add_argument("--from", dest="start", type=_date, required=True, help="first day, YYYY-MM-DD")
-    bt.add_argument("--to", dest="end", type=_date, required=True, help="last day, YYYY-MM-DD")
-    bt.add_argument("--seed", type=int, help="synthetic market seed, default sim.seed")
+    _backtest_args(bt)
 
     st = sub.add_parser("status", help="print the day's state, positions, orders, fills, P&L and risk")
     common(st)
@@ -197,25 +222,9 @@ def _run(cfg, journal_path: Path, args) -> int:
 
 
 def _backtest(cfg, journal_path: Path, args) -> int:
-    from tabulate import tabulate
-    from .app import run_backtest
-    from .desk import build_desk
-    from .journal import Journal
-    if args.end < args.start:
-        print(f"error: --to {args.end} is before --from {args.start}", file=sys.stderr)
-        return EXIT_CONFIG
-    results = run_backtest(cfg, journal_path, args.start, args.end, args.seed, build_desk)
-    with Journal.open_readonly(journal_path) as j:
-        rows = [tuple(r) for r in j.query(
-            "SELECT d.trading_day, d.state, COALESCE(p.trades, 0), COALESCE(p.wins, 0), "
-            "COALESCE(p.gross_pnl, 0), COALESCE(p.costs, 0), COALESCE(p.net_pnl, 0) FROM day_state d "
-            "LEFT JOIN v_daily_pnl p USING (trading_day) WHERE d.trading_day BETWEEN ? AND ? "
-            "ORDER BY d.trading_day", (args.start.isoformat(), args.end.isoformat()))]
-    print(tabulate(rows, headers=["day", "state", "trades", "wins", "gross", "costs", "net"],
-                   floatfmt=".2f"))
-    print(f"{len(results)} trading days, {sum(r[2] for r in rows)} trades, "
-          f"net {sum(r[6] for r in rows):.2f}")
-    return EXIT_JOB_ERRORS if any(r.job_errors for r in results) else EXIT_OK
+    from .backtest import main as backtest_main
+    _check_journal_path("--journal" if args.journal else "bot.journal", str(journal_path))
+    return backtest_main(cfg, journal_path, args)
 
 
 def _status(journal_path: Path, day: date | None, as_json: bool) -> int:
