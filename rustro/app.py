@@ -72,14 +72,22 @@ def load_clock_file(path: str | Path) -> AcceleratedClock:
 
 def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: int | None,
             secrets: Secrets, build_desk=None, extra: dict | None = None,
-            clock_file: str | None = None) -> RunResult:
+            clock_file: str | None = None, journal: Journal | None = None) -> RunResult:
+    """One trading day. `journal`: an already open journal to write (the backtest's, opened once
+    for all its days); it is left open. Otherwise the journal at `journal_path` is opened (durable)
+    and closed. `extra["skip_idle"] = False` makes a VirtualClock day run every monitor tick
+    (see `_idle_probe`); the default skips the provably idle ones."""
     cal = TradingCalendar.from_config(cfg)
     clock, day = _clock_and_day(cfg, cal, mode, day, clock_file)
     forbidden = (secrets.api_key, secrets.client_code, secrets.mpin, secrets.totp_secret)
-    # Paper and live keep disk space in reserve for the exits of a day whose disk fills; a
-    # simulated day is disposable and does not spend it (a backtest would write one per day).
-    journal = Journal.open(journal_path, clock, forbidden=forbidden,
-                           reserve_mb=0 if mode == "sim" else cfg.bot.journal_reserve_mb)
+    owned = journal is None
+    if owned:
+        # Paper and live keep disk space in reserve for the exits of a day whose disk fills; a
+        # simulated day is disposable and does not spend it (a backtest would write one per day).
+        journal = Journal.open(journal_path, clock, forbidden=forbidden,
+                               reserve_mb=0 if mode == "sim" else cfg.bot.journal_reserve_mb)
+    else:
+        journal.clock = clock
     svc = None
     try:
         if mode == "sim" and not clock_file:
@@ -119,9 +127,14 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
                 signal.signal(s, h)
         return RunResult(day, tday.machine.state, jobs, tday.job_errors, tday.shutdown_requested)
     finally:
-        if svc is not None and hasattr(svc.broker, "close"):
-            svc.broker.close()  # the paper broker's own database
-        journal.close()
+        try:
+            if svc is not None and hasattr(svc.broker, "close"):
+                svc.broker.close()  # the paper broker's own database
+        finally:
+            if owned:
+                journal.close()
+            else:
+                journal.flush()  # a backtest's batch: one commit per simulated day
 
 
 def _clock_and_day(cfg: Config, cal: TradingCalendar, mode: str, day: date | None,
@@ -145,11 +158,33 @@ def _driver(cfg: Config, mode: str, clock, tday: TradingDay, day: date, virtual:
     """One loop for every mode (see scheduler.py); phases run by catch-up are not run again."""
     plan = day_plan(day, cfg.session)
     if virtual:
+        idle = (_idle_probe(tday) if isinstance(clock, VirtualClock)
+                and tday.svc.extra.get("skip_idle", True) else None)
         return SimDriver(clock, plan, tday.run_job, lambda: tday.done, phases_run=tday.phases_run,
                          late_warn_sec=None if isinstance(clock, VirtualClock)
-                         else cfg.session.misfire_grace_sec)
+                         else cfg.session.misfire_grace_sec, idle_until=idle)
     return LiveDriver(plan, tday.run_job, lambda: tday.done, cfg.session.misfire_grace_sec,
                       clock=clock, phases_run=tday.phases_run)
+
+
+def _idle_probe(tday: TradingDay):
+    """On a VirtualClock only: after each monitor tick, the instant until which the following
+    monitor ticks are provably idle (None: run the next one). A tick is idle when the one just run
+    journaled nothing and left the desk's state as it found it (a fixed point), and until the
+    desk's `next_change` nothing it reads can change: the market's data, reconciliation, EOD
+    (see `TradingDay.job_monitor` and `Desk.next_change`). The kill file is looked at here, at
+    each skip: a file that appears later is seen by the next tick that runs."""
+    if tday.svc.desk is None or not hasattr(tday.svc.desk, "next_change"):
+        return None
+    tday.idle_tracking = True
+    kill = str(tday.svc.kill_file) if tday.svc.kill_file is not None else None
+
+    def idle_until():
+        until = tday.idle_until
+        if until is None or (kill is not None and os.path.exists(kill)):
+            return None
+        return until
+    return idle_until
 
 
 def _crash_seams(journal: Journal, broker) -> None:
@@ -165,14 +200,26 @@ def _crash_seams(journal: Journal, broker) -> None:
 
 
 def run_backtest(cfg: Config, journal_path: Path, start: date, end: date, seed: int | None,
-                 build_desk, extra: dict | None = None) -> list[RunResult]:
-    """Simulate every trading day in [start, end] on one journal, one day after the other."""
+                 build_desk, extra: dict | None = None, durable: bool = False) -> list[RunResult]:
+    """Simulate every trading day in [start, end] on one journal, one day after the other.
+
+    The journal is opened once for the whole backtest (one integrity check) and, unless `durable`,
+    as a disposable journal: synchronous=OFF and one commit per simulated day (see journal.py).
+    Each day is still the full bot of `run_day`; only the commit mode differs from `run --sim`."""
     cal = TradingCalendar.from_config(cfg)
-    results = []
-    for day in cal.trading_days(start, end):
-        results.append(run_day(cfg, "sim", journal_path, day, seed, Secrets(), build_desk=build_desk,
-                               extra=extra))
-        if results[-1].shutdown:
-            break
+    days = cal.trading_days(start, end)
+    results: list[RunResult] = []
+    if not days:
+        return results
+    clock = VirtualClock(at(days[0], cfg.session.pre_open))
+    journal = Journal.open(journal_path, clock, reserve_mb=0, durable=durable)
+    try:
+        for day in days:
+            results.append(run_day(cfg, "sim", journal_path, day, seed, Secrets(),
+                                   build_desk=build_desk, extra=extra, journal=journal))
+            if results[-1].shutdown:
+                break
+    finally:
+        journal.close()
     return results
 

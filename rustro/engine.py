@@ -189,10 +189,31 @@ class TradingDay:
             return
         self.svc.desk.on_hourly_close(self)
 
+    # Idle-tick tracking for the virtual driver (app._idle_probe turns it on; never on a wall or
+    # accelerated clock): after a monitor tick, the instant until which further ticks are idle.
+    idle_tracking = False
+    idle_until = None
+
     def job_monitor(self) -> None:
+        desk = self.svc.desk
+        if not self.idle_tracking or desk is None:
+            self._kill_switch()
+            if desk is not None:
+                desk.on_monitor(self)
+            return
+        # A tick that journals nothing and leaves the desk's state as it found it is a fixed
+        # point: run again on the same market data it does the same nothing. Until the desk's
+        # next_change (the next change of what a tick reads, reconciliation, EOD) it is repeated.
+        self.idle_until = None
+        records, state = self.journal.records, self.machine.state
+        _, before = desk.next_change(None)
         self._kill_switch()
-        if self.svc.desk is not None:
-            self.svc.desk.on_monitor(self)
+        desk.on_monitor(self)
+        if self.journal.records != records or self.machine.state != state:
+            return
+        until, after = desk.next_change(self.clock.now())
+        if until is not None and after == before:
+            self.idle_until = until
 
     def job_eod_exit(self) -> None:
         if self.machine.state in (m.PRE_OPEN, m.WARMUP, m.ENTRY_WINDOW, m.MANAGING, m.HALTED):

@@ -15,6 +15,17 @@ corrupted payload stops the bot at open instead of crashing it mid-day.
 A full disk surfaces as `JournalFull` from `record`, the transaction rolled back; `reserve_mb` keeps a
 `<journal>.reserve` file of that size that `release_reserve()` deletes to make room for the last
 events (breakers, exits).
+
+Two commit modes, chosen by whoever opens the journal. `durable=True` (the default, and what `run`
+uses in every mode): every `transaction()` group is one commit with synchronous=FULL, so a crash
+loses nothing that was acted on. `durable=False` is for a disposable journal (a backtest):
+synchronous=OFF, and groups are savepoints inside one long transaction that is committed by
+`flush()` (the backtest calls it after each simulated day, so a killed backtest keeps whole days),
+by `close()`, or every `batch_groups` groups. A group still rolls back alone (its savepoint), so the
+desk's all-or-nothing decisions behave the same; only the durability of the last batch differs,
+and a power cut may damage such a journal. `PRAGMA integrity_check` runs at every durable open;
+a disposable journal that this process closed and finds unchanged is not checked again (a backtest
+run in chunks opens its journal once per chunk).
 """
 from __future__ import annotations
 
@@ -109,13 +120,18 @@ class Journal:
         self.crash_after_kind: str | None = None
         self._commits = 0
         self._kinds: list[str] = []
+        self.records = 0      # events recorded by this process (committed or pending in a batch)
+        self.durable = True   # False: groups are savepoints of a batch committed by flush()
+        self.batch_groups = 50_000
+        self._pending = 0     # groups released into the open batch since its last commit
 
     # --- opening -----------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, clock: Clock, forbidden: tuple[str, ...] = (),
-             reserve_mb: float = 0) -> "Journal":
+             reserve_mb: float = 0, durable: bool = True) -> "Journal":
         """Open for writing: refuse a file that is not a rustro journal, take the single-writer lock,
-        check integrity and that the events decode, migrate; keep a `reserve_mb` reserve file."""
+        check integrity and that the events decode, migrate; keep a `reserve_mb` reserve file.
+        `durable=False`: a disposable journal committed in batches (see the module docstring)."""
         path = Path(path)
         real = _real(path)
         _inspect(path, real)  # before the lock file exists: a foreign file stays untouched
@@ -125,11 +141,12 @@ class Journal:
             if _inspect(path, real)[0] == "new":  # again, under the lock
                 _create(real)
             conn = _connect(real, readonly=False)
-            _check_integrity(conn, path)
+            if durable or _VERIFIED.get(real) != _stamp(real):
+                _check_integrity(conn, path)
             _, version = _classify(conn, path)
             if version > SCHEMA_VERSION:
                 raise JournalError(_newer(path, version))
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=OFF")
             conn.execute("PRAGMA foreign_keys=ON")
             verified = _check_events_at_open(conn, path, clock.now().date())
             _migrate(conn, version, verified)
@@ -144,7 +161,9 @@ class Journal:
             if isinstance(exc, (sqlite3.Error, OSError)):
                 raise _open_error(path, exc, writing=True) from None
             raise
-        return cls(conn, path, clock, lock_fd, forbidden, real_path=real)
+        journal = cls(conn, path, clock, lock_fd, forbidden, real_path=real)
+        journal.durable = durable
+        return journal
 
     @classmethod
     def open_readonly(cls, path: str | os.PathLike) -> "Journal":
@@ -167,8 +186,13 @@ class Journal:
         return cls(conn, path, None, None, real_path=real)
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.flush()
+        finally:
+            self.conn.close()
         if self._lock_fd is not None:
+            if not self.durable:  # still ours (locked): its next disposable open needs no check
+                _VERIFIED[self.real_path] = _stamp(self.real_path)
             os.close(self._lock_fd)
             self._lock_fd = None
 
@@ -194,9 +218,10 @@ class Journal:
         """Group several events into one atomic commit (nested use joins the outer one).
 
         A full disk inside the group rolls the whole group back and raises `JournalFull`; a caller
-        that swallows it cannot commit the rest: the group's end raises `JournalFull` again."""
+        that swallows it cannot commit the rest: the group's end raises `JournalFull` again.
+        Not durable: the group is a savepoint of the open batch, released (not committed) at its end."""
         if self._depth == 0:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             self._aborted = None
         elif self._aborted:
             raise JournalFull(self._aborted)
@@ -207,6 +232,7 @@ class Journal:
             self._depth -= 1
             if self._depth == 0:
                 self._rollback()
+                self._end_group()
                 self._kinds = []
                 self._aborted = None
                 if _is_full(exc) and not isinstance(exc, JournalFull):
@@ -218,12 +244,14 @@ class Journal:
                 aborted, self._aborted = self._aborted, None
                 if aborted:
                     self._rollback()
+                    self._end_group()
                     self._kinds = []
                     raise JournalFull(aborted)
                 try:
-                    self.conn.execute("COMMIT")
+                    self._commit_group()
                 except BaseException as exc:
                     self._rollback()
+                    self._end_group()
                     self._kinds = []
                     if _is_full(exc):
                         raise JournalFull(_full_message(self.path, exc)) from exc
@@ -235,10 +263,61 @@ class Journal:
                 if self.crash_after_kind and self.crash_after_kind in kinds:
                     os.kill(os.getpid(), signal.SIGKILL)  # ... or after the commit holding a kind
 
-    def _rollback(self) -> None:
-        if self.conn.in_transaction:  # SQLite may already have rolled back (a full disk does)
+    _GROUP = "rustro_group"  # the savepoint of one group in a batch (durable=False)
+
+    def _begin(self) -> None:
+        if self.durable:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")  # a new batch
+            self._pending = 0
+        self.conn.execute(f"SAVEPOINT {self._GROUP}")
+
+    def _commit_group(self) -> None:
+        if self.durable:
+            self.conn.execute("COMMIT")
+            return
+        self.conn.execute(f"RELEASE {self._GROUP}")
+        self._pending += 1
+        if self._pending >= self.batch_groups:
+            self.flush()
+
+    def _end_group(self) -> None:
+        """After a rolled-back group of a batch: drop its (rolled-back) savepoint, keep the batch."""
+        if not self.durable and self.conn.in_transaction:
+            try:
+                self.conn.execute(f"RELEASE {self._GROUP}")
+            except sqlite3.Error:
+                pass  # SQLite already undid it with its transaction
+
+    def flush(self) -> None:
+        """Commit the open batch (durable=False); nothing to do for a durable journal or inside a
+        group. The backtest calls it after each simulated day."""
+        if self.durable or self._depth or not self.conn.in_transaction:
+            return
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback_batch()
+            if _is_full(exc):
+                raise JournalFull(_full_message(self.path, exc)) from exc
+            raise
+        self._pending = 0
+
+    def _rollback_batch(self) -> None:
+        if self.conn.in_transaction:
             try:
                 self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        self._pending = 0
+
+    def _rollback(self) -> None:
+        """Undo the open group: the transaction (durable) or back to the group's savepoint."""
+        if self.conn.in_transaction:  # SQLite may already have rolled back (a full disk does)
+            try:
+                self.conn.execute("ROLLBACK" if self.durable else f"ROLLBACK TO {self._GROUP}")
             except sqlite3.Error:
                 pass  # the original error is the one to report
 
@@ -274,10 +353,12 @@ class Journal:
                 if self._depth > 1:  # inside a caller's group: it must not commit what is left
                     self._aborted = message
                     try:  # stay in a transaction, so stray writes of the group are undone too
-                        self.conn.execute("BEGIN IMMEDIATE")
+                        if self.durable or not self.conn.in_transaction:
+                            self._begin()
                     except sqlite3.Error:
                         pass
                 raise JournalFull(message) from exc
+        self.records += 1
         return seq
 
     # --- reading -----------------------------------------------------------------------------
@@ -483,6 +564,22 @@ def _check_events_at_open(conn: sqlite3.Connection, path: Path, today: date) -> 
 
 def _real(path: Path) -> Path:
     return Path(os.path.realpath(path))
+
+
+# A disposable (durable=False) journal this process wrote and closed, as it left it: reopened
+# unchanged by this process (a backtest run in chunks of days), it is not integrity-checked again.
+_VERIFIED: dict[Path, tuple | None] = {}
+
+
+def _stamp(real: Path) -> tuple | None:
+    """What tells whether a closed journal was touched since: the file's identity, size and
+    modification time, and whether a -wal or -journal file lies beside it."""
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    side = tuple(os.path.exists(f"{real}{s}") for s in ("-wal", "-journal"))
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) + side
 
 
 def _uri(path: Path, **params: str) -> str:

@@ -14,8 +14,17 @@ than live:
 
 The drivers differ only in how they wait for the next due job: a VirtualClock jumps to it; an
 AcceleratedClock or the WallClock sleeps in slices of at most 0.5 s real time, so a signal handler
-that sets the stop flag ends the loop between jobs promptly. Every job runs inline on the main
-thread, one at a time (one SQLite connection, signals handled between jobs).
+that sets the stop flag ends the loop between jobs promptly.
+
+On a VirtualClock only, the driver may also be given `idle_until`: asked after each monitor tick,
+it names an instant before which every further monitor tick is provably idle (the engine and the
+desk prove it: see `app._idle_probe`), and the agenda then re-arms the monitor at its first fire
+time at or after that instant, never past the next fire time of any other job (`Agenda.defer`).
+The ticks that run are the ones that would have run, at the same instants; the skipped ones would
+have journaled nothing and changed nothing. A driver on any other clock never skips.
+
+Every job runs inline on the main thread, one at a time (one SQLite connection, signals handled
+between jobs).
 
 Live no longer runs on APScheduler's BlockingScheduler: it drops a one-off job that is later than
 its misfire grace (after one long job, eod_exit and market_close never ran and the process stayed
@@ -138,19 +147,37 @@ class Agenda:
                 self.phases_run.add(entry.job)
             return DueJob(entry.job, when)
 
+    def defer(self, job: str, until: datetime) -> datetime | None:
+        """Skip the interval job `job`'s fire times before `until` (the caller proved them idle),
+        but not past the next pending fire time of any other job: the job is re-armed at its
+        trigger's first fire time at or after the earlier of the two (same grid, same end date).
+        Returns its new due time."""
+        mine = [i for i, e in enumerate(self.plan) if e.job == job and not _one_off(e.trigger)]
+        limit = min([until] + [t for i, t in enumerate(self._due) if t is not None and i not in mine])
+        for i in mine:
+            t = self._due[i]
+            if t is not None and t < limit:
+                self._due[i] = self.plan[i].trigger.get_next_fire_time(None, limit)
+        due = [self._due[i] for i in mine if self._due[i] is not None]
+        return min(due) if due else None
+
 
 class DayDriver:
     """Runs the plan's jobs through an `Agenda` until it is empty or `should_stop()` / `stop()`.
 
     `phases_run`: phases already run in this process (pass `TradingDay.phases_run`).
     `late_warn_sec`: a job starting later than this is logged as late; it still runs.
+    `idle_until`: VirtualClock only (ignored on any other clock): called after each `IDLE_JOB`
+    run, the instant before which that job's further runs are provably idle, or None.
     """
 
     SLICE_SEC = 0.5  # longest real-time sleep between two stop checks
+    IDLE_JOB = "monitor"
 
     def __init__(self, clock, plan: list[PlanEntry], run_job: Callable[[str], None],
                  should_stop: Callable[[], bool], *, phases_run: set[str] | None = None,
-                 late_warn_sec: float | None = None):
+                 late_warn_sec: float | None = None,
+                 idle_until: Callable[[], datetime | None] | None = None):
         self.clock = clock
         self.plan = plan
         self.run_job = run_job
@@ -159,6 +186,8 @@ class DayDriver:
         self.late_warn_sec = late_warn_sec
         self.stop_requested = False
         self.agenda: Agenda | None = None
+        self.idle_until = idle_until if isinstance(clock, VirtualClock) else None
+        self.deferrals = 0  # how many times the idle job was deferred (tests, benchmarks)
 
     def stop(self) -> None:
         """From a signal handler: the job running now finishes, then the loop ends."""
@@ -185,6 +214,11 @@ class DayDriver:
                             due.scheduled.strftime("%H:%M:%S"))
             self.run_job(due.job)
             ran += 1
+            if self.idle_until is not None and due.job == self.IDLE_JOB:
+                until = self.idle_until()
+                if until is not None and until > self.clock.now():
+                    agenda.defer(self.IDLE_JOB, until)
+                    self.deferrals += 1
         return ran
 
     def _wait_until(self, when: datetime) -> bool:
@@ -208,9 +242,10 @@ class SimDriver(DayDriver):
 
     def __init__(self, clock: VirtualClock | AcceleratedClock, plan: list[PlanEntry],
                  run_job: Callable[[str], None], should_stop: Callable[[], bool], *,
-                 phases_run: set[str] | None = None, late_warn_sec: float | None = None):
+                 phases_run: set[str] | None = None, late_warn_sec: float | None = None,
+                 idle_until: Callable[[], datetime | None] | None = None):
         super().__init__(clock, plan, run_job, should_stop, phases_run=phases_run,
-                         late_warn_sec=late_warn_sec)
+                         late_warn_sec=late_warn_sec, idle_until=idle_until)
 
 
 class LiveDriver(DayDriver):

@@ -11,7 +11,7 @@ from conftest import REPO
 
 def test_kill_at_sampled_commits_of_both_parties_changes_nothing():
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "crashtest.py"), "--date", "2026-10-14",
-                        "--every", "11", "--kinds", "journal,paper"],
+                        "--every", "6", "--kinds", "journal,paper"],
                        capture_output=True, text=True, timeout=600)
     lines = r.stdout.strip().splitlines()
     assert r.returncode == 0, r.stdout + r.stderr

@@ -89,9 +89,7 @@ class PaperBroker:
     def login(self) -> None:
         """Nothing to log in to: kept so the paper broker is a drop-in `Broker`."""
 
-    @property
-    def store(self):  # the exchange's own database, for tests and scripts/crashtest.py
-        return self._store
+    store = property(lambda self: self._store)  # its own database, for tests and crashtest.py
 
     def close(self) -> None:
         self._store.close()
@@ -229,6 +227,8 @@ class PaperBroker:
         now = self._now()
         today = now.date().isoformat()
         quotes: dict[tuple[str, str], Quote | None] = {}
+        if not self._store.has_working_orders():  # nothing can change: no empty commit
+            return
         with self._write():
             for row in self._store.working_orders():
                 if row["trading_day"] < today:

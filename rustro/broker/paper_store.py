@@ -135,6 +135,11 @@ class PaperStore:
             f"SELECT * FROM orders WHERE status NOT IN ({marks}) ORDER BY seq", _TERMINAL)
         return [dict(r) for r in rows]
 
+    def has_working_orders(self) -> bool:
+        marks = ", ".join("?" for _ in _TERMINAL)
+        return self._db.execute(f"SELECT 1 FROM orders WHERE status NOT IN ({marks}) LIMIT 1",
+                                _TERMINAL).fetchone() is not None
+
     def orders_on(self, day: date) -> list[dict]:
         rows = self._db.execute("SELECT * FROM orders WHERE trading_day = ? ORDER BY seq",
                                 (day.isoformat(),))

@@ -13,6 +13,7 @@ API does) appears once the session has closed at 15:30.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from collections import OrderedDict
 from datetime import date, datetime, time, timedelta
@@ -22,9 +23,9 @@ import numpy as np
 from ..calendar import TradingCalendar, at
 from ..clock import Clock, ist
 from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, TICK, Bar, Quote, round_to_tick
-from .options import (black76, implied_vol_from_vix, option_quote_from_price, round_array_to_tick,
-                      time_to_expiry)
-from .synthetic_contracts import Contract, contract_row, decode_token, index_rows, listed_contracts
+from .options import (black76, black76_scalar, implied_vol_from_vix, implied_vol_scalar,
+                      option_quote_from_price, round_array_to_tick, time_to_expiry)
+from .synthetic_contracts import Contract, contract_row, decode_token, index_rows, listed_keys
 from .synthetic_paths import (ANCHOR_YEAR, INDICES, N_MIN, SESSION_OPEN, U_SHAPE, VIX_MEAN, VIX_NAME,
                               VIX_TOKEN, DayScenario, DaySeries, YearPath, follower_year,
                               index_minutes, market_year, spike_schedule, stable_rng,
@@ -62,6 +63,28 @@ class _LRU(OrderedDict):
 
 
 _SHARED_YEARS = _LRU(512)  # override-free year paths, shared by markets of the same seed+calendar
+# Override-free minute series (index and VIX days, futures and options per day) are likewise
+# shared by every market of the same seed, calendar and rate in this process: a backtest builds a
+# new market each day, and each day's warmup reads some 40 earlier days. Values are read-only.
+_SHARED_SERIES = _LRU(1024)
+_SHARED_OPTIONS = _LRU(512)
+_SHARED_MASTERS = _LRU(16)   # instrument master rows per (calendar, day, underlyings, reference closes)
+_CONTRACT_ROWS: dict = {}    # (underlying, expiry, kind, strike) -> its master row (listed for weeks)
+
+
+def _key_of(ref) -> str:
+    """A cache key for a resolved instrument: the index name, or the contract's token."""
+    return ref if isinstance(ref, str) else ref.token
+
+
+def _contract_row(key: tuple) -> dict:
+    """`contract_row(Contract(*key))`, kept per contract (the caller copies the rows it hands out)."""
+    row = _CONTRACT_ROWS.get(key)
+    if row is None:
+        if len(_CONTRACT_ROWS) >= 200_000:
+            _CONTRACT_ROWS.clear()
+        row = _CONTRACT_ROWS[key] = contract_row(Contract(*key))
+    return row
 
 
 class SyntheticMarket:
@@ -98,6 +121,10 @@ class SyntheticMarket:
         self._year_days: dict[int, list[date]] = {}
         self._series = _LRU(6 * cache_days)
         self._options = _LRU(512)
+        self._t_left = _LRU(64)
+        self._steps = _LRU(64)      # per day (_day_info), and per (token, band, day) (next_change)
+        self._resolved: dict = {}   # (exchange, token) -> (kind, name or Contract)
+        self._bars = _LRU(16)       # full days of minute bars
         self._master: tuple[date, list[dict]] | None = None
 
     # ------------------------------------------------------------ daily level (cheap)
@@ -167,6 +194,13 @@ class SyntheticMarket:
             raise ValueError(f"{d} is not a trading day ({self.cal.closed_reason(d)})")
 
     # ------------------------------------------------------------ minute level (per day, cached)
+    def _cached(self, lru: _LRU, shared: _LRU, key: tuple, d: date, make):
+        """A day's series from this market's cache, or, for a day before the first override,
+        from the process-wide one (the series is then a function of seed, calendar and rate)."""
+        if d.year < self._first_override_year:
+            return shared.get_or((self.seed, self._cal_key, self.rate) + key, make)
+        return lru.get_or(key, make)
+
     def _spot_day(self, name: str, d: date) -> DaySeries:
         def make():
             p = self._path(name, d.year)
@@ -174,17 +208,19 @@ class SyntheticMarket:
             spike = self._spikes_of(d.year).get(d)
             return index_minutes(self.seed, name, d, p.ohlc(d), p.regime[i], p.sigma[i],
                                  spike.minute if spike else None)
-        return self._series.get_or(("spot", name, d), make)
+        return self._cached(self._series, _SHARED_SERIES, ("spot", name, d), d, make)
 
     def _vix_day(self, d: date) -> DaySeries:
-        return self._series.get_or(("vix", d), lambda: vix_minutes(
+        return self._cached(self._series, _SHARED_SERIES, ("vix", d), d, lambda: vix_minutes(
             self.seed, d, self._path(VIX_NAME, d.year).ohlc(d), self._spot_day("NIFTY", d).points,
             self._spikes_of(d.year).get(d)))
 
     def _years_left(self, c: Contract, d: date) -> np.ndarray:
-        """Time to expiry at each path point of day d (09:15 + k minutes), in years."""
-        t0 = time_to_expiry(at(d, SESSION_OPEN), c.expiry)
-        return np.maximum(0.0, t0 - np.arange(N_MIN + 1) * MINUTE_YEARS)
+        """Time to expiry at each path point of day d (09:15 + k minutes), in years (read-only)."""
+        def make():
+            t0 = time_to_expiry(at(d, SESSION_OPEN), c.expiry)
+            return np.maximum(0.0, t0 - np.arange(N_MIN + 1) * MINUTE_YEARS)
+        return self._t_left.get_or((c.expiry, d), make)
 
     def _future_day(self, c: Contract, d: date) -> DaySeries:
         def make():
@@ -198,7 +234,7 @@ class SyntheticMarket:
             lam = 40.0 * U_SHAPE ** 2 * (1.0 if c.expiry == self._near_month(c.underlying, d) else 0.1)
             vol = c.lot_size * (1 + stable_rng(self.seed, c.token, d).poisson(lam))
             return DaySeries(d, pts, o, hi, lo, cl, vol.astype(float))
-        return self._series.get_or(("fut", c.token, d), make)
+        return self._cached(self._series, _SHARED_SERIES, ("fut", c.token, d), d, make)
 
     def _near_month(self, underlying: str, d: date) -> date:
         e = self.cal.monthly_expiry(d.year, d.month)
@@ -231,11 +267,25 @@ class SyntheticMarket:
             lam = 60.0 * U_SHAPE ** 2 * math.exp(-30.0 * m)
             vol = c.lot_size * (1 + stable_rng(self.seed, c.token, d).poisson(lam))
             return DaySeries(d, pts, o, hi, lo, cl, vol.astype(float))
-        return self._options.get_or((c.token, d), make)
+        return self._cached(self._options, _SHARED_OPTIONS, (c.token, d), d, make)
 
     # ------------------------------------------------------------ token resolution
     def _resolve(self, exchange: str, token: str):
         """(kind, name-or-contract) for a token, checking the exchange segment."""
+        key = (exchange, token)
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        except TypeError:  # not hashable: refused below as before, never cached
+            return self._resolve_new(exchange, token)
+        out = self._resolve_new(exchange, token)  # an unknown token raises: not cached
+        if len(self._resolved) >= 4096:
+            self._resolved.clear()
+        self._resolved[key] = out
+        return out
+
+    def _resolve_new(self, exchange: str, token: str):
         if token in _INDEX_BY_TOKEN:
             if exchange != "NSE":
                 raise UnknownInstrument(f"token {token} is an NSE index, not on exchange {exchange!r}")
@@ -268,14 +318,24 @@ class SyntheticMarket:
         return e if self.cal.is_trading_day(e) else self.cal.previous_trading_day(e)
 
     # ------------------------------------------------------------ MarketData
+    def _day_info(self, d: date) -> tuple:
+        """(09:15 of d if d trades else None, the previous trading day, the next session's 09:15)."""
+        info = self._steps.get(d)
+        if info is None:
+            info = self._steps.put(d, (at(d, SESSION_OPEN) if self.cal.is_trading_day(d) else None,
+                                       self.cal.previous_trading_day(d),
+                                       at(self.cal.next_trading_day(d), SESSION_OPEN)))
+        return info
+
     def _as_of(self, now: datetime) -> tuple[date, int]:
         """(trading day, path point) of the latest price known at `now`."""
         d = now.date()
-        if self.cal.is_trading_day(d):
-            k = math.floor((now - at(d, SESSION_OPEN)).total_seconds() / 60.0)
+        t0, prev, _ = self._day_info(d)
+        if t0 is not None:
+            k = math.floor((now - t0).total_seconds() / 60.0)
             if k >= 0:
                 return d, min(k, N_MIN)
-        return self.cal.previous_trading_day(d), N_MIN
+        return prev, N_MIN
 
     def _value(self, exchange: str, token: str) -> tuple[str, object, date, int, float]:
         kind, ref = self._resolve(exchange, token)
@@ -302,10 +362,55 @@ class SyntheticMarket:
                          round_to_tick(px + half, TICK, "up"), ts)
         spot = float(self._spot_day(ref.underlying, d).points[k])
         t = float(self._years_left(ref, d)[k])
-        theo, _ = self._option_prices(ref, spot, float(self._vix_day(d).points[k]), t)
-        bid, ask = option_quote_from_price(max(float(theo), 0.0),
+        # `_option_prices` on scalars, one price at a time: the same operations (options.py)
+        strike = float(ref.strike)
+        fwd = spot * float(np.exp(self.rate * t))
+        iv = implied_vol_scalar(float(self._vix_day(d).points[k]), strike, fwd, t)
+        theo = black76_scalar(fwd, strike, t, iv, self.rate, ref.kind == "CE")
+        bid, ask = option_quote_from_price(max(theo, 0.0),
                                            math.log(ref.strike / (spot * math.exp(self.rate * t))))
         return Quote(token, px, bid, ask, ts)
+
+    def next_change(self, now: datetime, watch: dict[str, tuple[float, float]] | None = None
+                    ) -> datetime | None:
+        """The earliest instant after `now` at which a read of this market may answer otherwise
+        than at `now` (for the virtual driver's skipping of idle ticks; see Desk.next_change).
+
+        Every price steps at 09:15 + k minutes (k = 0 .. 375, the last step at 15:30 when the
+        daily bar appears too) and stays put between sessions; no read of a listed token fails.
+        `watch` {token: (lo, hi)}: the caller reads nothing but the ltp of these index or VIX
+        tokens and cares only about a value leaving [lo, hi) (NaN leaves every band): the answer
+        is then the first step at which one does. None when a read method was replaced on this
+        instance (a test's fault injection): no promise at all then."""
+        if any(callable(v) for v in vars(self).values()):
+            return None
+        now = ist(now)
+        d = now.date()
+        t0, _, next_open = self._day_info(d)
+        if t0 is None:
+            return next_open
+        k = -1 if now < t0 else min(N_MIN, math.floor((now - t0).total_seconds() / 60.0))
+        if k >= N_MIN:
+            return next_open
+        if watch is None:
+            return t0 + timedelta(minutes=k + 1)
+        first = N_MIN + 1
+        for token, (lo, hi) in watch.items():
+            name = _INDEX_BY_TOKEN.get(token)
+            if name is None:  # a derivative: no band promise, its next step
+                return t0 + timedelta(minutes=k + 1)
+            exits = self._steps.get((token, lo, hi, d))
+            if exits is None:  # the points of the day outside [lo, hi), in order
+                series = self._vix_day(d) if name == VIX_NAME else self._spot_day(name, d)
+                pts = series.points
+                exits = self._steps.put((token, lo, hi, d),
+                                        np.flatnonzero(~((pts >= lo) & (pts < hi))).tolist())
+            i = bisect.bisect_right(exits, k)  # the first point after the one seen at `now`
+            if i < len(exits):
+                first = min(first, exits[i])
+        if first <= N_MIN:
+            return t0 + timedelta(minutes=first)
+        return next_open
 
     def candles(self, exchange: str, token: str, interval: str,
                 start: datetime, end: datetime) -> list[Bar]:
@@ -330,12 +435,35 @@ class SyntheticMarket:
         return out
 
     def _daily_bar(self, kind: str, ref, d: date) -> Bar:
-        midnight = at(d, time(0, 0))
-        if kind in ("spot", "vix"):  # from the year path: no minute data needed
-            return Bar(midnight, *self._path(ref, d.year).ohlc(d), 0.0)
-        s = self._day_series(kind, ref, d)
-        return Bar(midnight, float(s.points[0]), float(s.high.max()), float(s.low.min()),
-                   float(s.points[-1]), float(s.volume.sum()))
+        def make():
+            midnight = at(d, time(0, 0))
+            if kind in ("spot", "vix"):  # from the year path: no minute data needed
+                return Bar(midnight, *self._path(ref, d.year).ohlc(d), 0.0)
+            s = self._day_series(kind, ref, d)
+            return Bar(midnight, float(s.points[0]), float(s.high.max()), float(s.low.min()),
+                       float(s.points[-1]), float(s.volume.sum()))
+        return self._cached(self._series, _SHARED_SERIES, ("1d", _key_of(ref), d), d, make)
+
+    def _day_bars(self, kind: str, ref, d: date, interval: str) -> list:
+        """Every bar of the day (Bars are immutable, so a day's are made once): minute bars, or
+        (first minute, end minute, Bar) of each session-aligned hourly bar."""
+        def make():
+            s = self._day_series(kind, ref, d)
+            t0 = at(d, SESSION_OPEN)
+            if interval == ONE_MINUTE:
+                o, h, l, c, v = (a.tolist() for a in (s.open, s.high, s.low, s.close, s.volume))
+                return [Bar(t0 + timedelta(minutes=i), o[i], h[i], l[i], c[i], v[i])
+                        for i in range(len(o))]
+            bars = []
+            for a in range(0, N_MIN, 60):
+                b = min(a + 60, N_MIN)
+                bars.append((a, b, Bar(t0 + timedelta(minutes=a), float(s.open[a]),
+                                       float(s.high[a:b].max()), float(s.low[a:b].min()),
+                                       float(s.close[b - 1]), float(s.volume[a:b].sum()))))
+            return bars
+        if interval == ONE_MINUTE:  # today's future for the VWAP: this market's own small cache
+            return self._bars.get_or((_key_of(ref), d), make)
+        return self._cached(self._series, _SHARED_SERIES, ("1h", _key_of(ref), d), d, make)
 
     def _intraday_bars(self, kind, ref, d, interval, start, end, now) -> list[Bar]:
         t0 = at(d, SESSION_OPEN)
@@ -344,19 +472,10 @@ class SyntheticMarket:
         lo = max(0, math.ceil((start - t0).total_seconds() / 60.0))
         hi = min(N_MIN, math.ceil((end - t0).total_seconds() / 60.0))
         done = min(N_MIN, math.floor((now - t0).total_seconds() / 60.0))
-        s = self._day_series(kind, ref, d)
         if interval == ONE_MINUTE:
-            o, h, l, c, v = (a[lo:min(hi, done)].tolist() for a in (s.open, s.high, s.low, s.close, s.volume))
-            return [Bar(t0 + timedelta(minutes=lo + i), o[i], h[i], l[i], c[i], v[i])
-                    for i in range(len(o))]
-        bars = []
-        for a in range(0, N_MIN, 60):
-            b = min(a + 60, N_MIN)
-            if a < lo or a >= hi or b > done:
-                continue
-            bars.append(Bar(t0 + timedelta(minutes=a), float(s.open[a]), float(s.high[a:b].max()),
-                            float(s.low[a:b].min()), float(s.close[b - 1]), float(s.volume[a:b].sum())))
-        return bars
+            return self._day_bars(kind, ref, d, interval)[lo:min(hi, done)]
+        return [bar for a, b, bar in self._day_bars(kind, ref, d, interval)
+                if not (a < lo or a >= hi or b > done)]
 
     # ------------------------------------------------------------ instrument master
     def instrument_master(self) -> list[dict]:
@@ -368,11 +487,14 @@ class SyntheticMarket:
         today = ist(self.clock.now()).date()
         if self._master is None or self._master[0] != today:
             ref_day = self.cal.previous_trading_day(today)
-            rows = index_rows()
-            for u in self.underlyings:
-                spot = self._path(u, ref_day.year).ohlc(ref_day)[3]
-                rows.extend(contract_row(c) for c in listed_contracts(self.cal, u, today, spot))
-            self._master = (today, rows)
+            spots = tuple((u, self._path(u, ref_day.year).ohlc(ref_day)[3]) for u in self.underlyings)
+
+            def make():
+                rows = index_rows()
+                for u, spot in spots:
+                    rows.extend(map(_contract_row, listed_keys(self.cal, u, today, spot)))
+                return rows
+            self._master = (today, _SHARED_MASTERS.get_or((self._cal_key, today, spots), make))
         return [dict(r) for r in self._master[1]]
 
     def contracts(self, underlying: str) -> list[Contract]:

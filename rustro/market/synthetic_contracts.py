@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 
 from ..calendar import TradingCalendar
 from .synthetic_paths import INDICES, VIX_NAME, VIX_SYMBOL, VIX_TOKEN
@@ -34,17 +35,19 @@ class Contract:
     kind: str          # FUT, CE, PE
     strike: int = 0    # rupees; 0 for futures
 
-    @property
+    @cached_property  # computed once per object (a frozen dataclass: fields never change)
     def token(self) -> str:
-        return f"{_CODES[self.underlying]}{self.expiry:%y%m%d}{self.strike:06d}{_KINDS[self.kind]}"
+        e = self.expiry
+        return (f"{_CODES[self.underlying]}{e.year % 100:02d}{e.month:02d}{e.day:02d}"
+                f"{self.strike:06d}{_KINDS[self.kind]}")
 
     @property
     def is_option(self) -> bool:
         return self.kind != "FUT"
 
-    @property
+    @cached_property
     def symbol(self) -> str:
-        ddmmmyy = f"{self.expiry.day:02d}{MONTHS[self.expiry.month - 1]}{self.expiry:%y}"
+        ddmmmyy = f"{self.expiry.day:02d}{MONTHS[self.expiry.month - 1]}{self.expiry.year % 100:02d}"
         tail = "FUT" if self.kind == "FUT" else f"{self.strike}{self.kind}"
         return f"{self.underlying}{ddmmmyy}{tail}"
 
@@ -120,12 +123,19 @@ def listed_strikes(underlying: str, spot: float) -> list[int]:
     return list(range(lo, hi + step, step))
 
 
-def listed_contracts(cal: TradingCalendar, underlying: str, today: date, spot: float) -> list[Contract]:
-    """Futures, then options (by expiry, strike, CE before PE), listed on `today` around `spot`."""
-    out = [Contract(underlying, e, "FUT") for e in monthly_expiries(cal, today, FUTURE_MONTHLIES)]
+def listed_keys(cal: TradingCalendar, underlying: str, today: date, spot: float
+                ) -> list[tuple[str, date, str, int]]:
+    """The (underlying, expiry, kind, strike) of every contract `listed_contracts` lists, in its
+    order (cheap: no Contract objects)."""
+    out = [(underlying, e, "FUT", 0) for e in monthly_expiries(cal, today, FUTURE_MONTHLIES)]
     strikes = listed_strikes(underlying, spot)
     for e in option_expiries(cal, underlying, today):
         for k in strikes:
-            out.append(Contract(underlying, e, "CE", k))
-            out.append(Contract(underlying, e, "PE", k))
+            out.append((underlying, e, "CE", k))
+            out.append((underlying, e, "PE", k))
     return out
+
+
+def listed_contracts(cal: TradingCalendar, underlying: str, today: date, spot: float) -> list[Contract]:
+    """Futures, then options (by expiry, strike, CE before PE), listed on `today` around `spot`."""
+    return [Contract(*k) for k in listed_keys(cal, underlying, today, spot)]
