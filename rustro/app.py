@@ -91,13 +91,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
     svc = None
     try:
         if mode == "sim" and not clock_file:
-            last = journal.last_event(day)
-            if last is not None and last.ts > clock.now():  # resume where the journal stopped
-                if isinstance(clock, VirtualClock):
-                    clock.set(last.ts)
-                else:
-                    clock = AcceleratedClock(last.ts, cfg.sim.speed)
-                    journal.clock = clock
+            clock = _resume_clock(cfg, clock, journal, day)
         svc = Services(cfg=cfg, clock=clock, journal=journal, calendar=cal, mode=mode,
                        kill_file=journal_path.with_name("KILL"), extra=dict(extra or {}))
         svc.extra["seed"] = cfg.sim.seed if seed is None else seed
@@ -137,6 +131,18 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
                 journal.flush()  # a backtest's batch: one commit per simulated day
 
 
+def _resume_clock(cfg: Config, clock, journal: Journal, day: date):
+    """A simulated day resumes where its journal stopped, never before."""
+    last = journal.last_event(day)
+    if last is None or last.ts <= clock.now():
+        return clock
+    if isinstance(clock, VirtualClock):
+        clock.set(last.ts)
+        return clock
+    journal.clock = AcceleratedClock(last.ts, cfg.sim.speed)
+    return journal.clock
+
+
 def _clock_and_day(cfg: Config, cal: TradingCalendar, mode: str, day: date | None,
                    clock_file: str | None):
     if clock_file:
@@ -171,10 +177,10 @@ def _idle_probe(tday: TradingDay):
     """On a VirtualClock only: after each monitor tick, the instant until which the following
     monitor ticks are provably idle (None: run the next one). A tick is idle when the one just run
     journaled nothing and left the desk's state as it found it (a fixed point), and until the
-    desk's `next_change` nothing it reads can change: the market's data, reconciliation, EOD
-    (see `TradingDay.job_monitor` and `Desk.next_change`). The kill file is looked at here, at
+    desk's next change (`idle.next_change`) nothing it reads can change: the market's data,
+    reconciliation, EOD (see `TradingDay.job_monitor`). The kill file is looked at here, at
     each skip: a file that appears later is seen by the next tick that runs."""
-    if tday.svc.desk is None or not hasattr(tday.svc.desk, "next_change"):
+    if tday.svc.desk is None or not hasattr(tday.svc.desk, "book"):  # a test's stand-in desk
         return None
     tday.idle_tracking = True
     kill = str(tday.svc.kill_file) if tday.svc.kill_file is not None else None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -19,7 +18,6 @@ from . import machine as m
 from . import order_machine as om
 from .book import PositionBook
 from .broker.base import BUY, BrokerError
-from .calendar import at
 from .execution import Execution
 from .market.feed import MarketFeed
 from .market.instruments import INSTRUMENT_COLUMNS, InstrumentMaster, MasterError, check_master
@@ -245,48 +243,6 @@ class Desk:
             exits.close_position(self, pid, "unknown_position", [])
         self.to_flatten.clear()
         exits.check_positions(self, hourly=False)
-
-    def next_change(self, now: datetime | None) -> tuple[datetime | None, tuple]:
-        """`(until, state)` for the virtual driver's skipping of idle monitor ticks (scheduler.py).
-
-        `state` is what a monitor tick reads of the desk and may change, leaving out the as-of
-        timestamps (`last_fresh`, a holding's `last_price_at`) and `next_reconcile`, which `until`
-        never passes (a tick that just reconciled is repeated by the next, which does not).
-        `until` is the earliest instant after `now` at which a tick run on this state could act
-        otherwise than one at `now`: the next change the market promises of what the tick reads
-        (flat, that is only the VIX, and only its leaving the band in which the VIX breaker stays
-        as it is and the price is valid; with positions, any price), the next reconciliation, and
-        EOD while positions are open. It is None, and nothing is skipped, while anything moves on
-        the clock alone: a working or unknown order, an exit to (re)send, a failing feed or
-        quote, a reconciliation retry, a market that promises nothing, or before pre-open.
-        `now=None` gives the state only. The engine skips only after a tick that journaled
-        nothing and left `state` as it found it (TradingDay.job_monitor)."""
-        b, r = self.book, self.risk
-        state = (self.machine.state if self.machine is not None else None, self.pre_open_done,
-                 self.warmed_up, self.reconciled, self.halt_reason, self.capital, self.broker_healthy,
-                 tuple((pid, h.pos, h.open_qty, h.last_price, h.exiting, h.exit_value)
-                       for pid, h in b.holdings.items()), b.realized_net, b.closed,
-                 r.to_dict(), len(self.ex.orders), tuple(self.gap_open), tuple(self.to_flatten),
-                 tuple(self.quote_failing), self.feed_failing_since is not None, len(self.shorts),
-                 len(self.duplicates), len(self.unmanaged), self.reconcile_failures)
-        promise = getattr(self.market, "next_change", None)
-        if (now is None or promise is None or self.machine is None or not self.pre_open_done
-                or self.feed is None or self.next_reconcile is None or self.reconcile_failures
-                or self.to_flatten or self.quote_failing or self.feed_failing_since is not None
-                or "feed" in self.gap_open or self.ex.live()
-                or any(h.exiting or h.open_qty <= 0 for h in b.holdings.values())):
-            return None, state
-        if len(b):  # stops, trails and P&L read the option quotes: any change of the market
-            until = promise(now)
-            eod = at(self.day, self.cfg.session.eod_exit)
-            if until is not None and now < eod:
-                until = min(until, eod)
-        else:  # flat: a tick reads the VIX, and acts only if the VIX breaker would move
-            band = (r.vix.resume, math.inf) if r.vix.tripped else (math.ulp(0.0), r.vix.spike)
-            until = promise(now, {self.feed.vix_instrument.token: band})
-        if until is None:
-            return None, state
-        return min(until, self.next_reconcile), state
 
     def settle_orders(self) -> None:
         """One execution step, and what its outcomes mean for positions."""

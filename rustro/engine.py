@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from . import idle
 from . import machine as m
 from .calendar import TradingCalendar, at
 from .journal import JournalFull
@@ -206,12 +207,12 @@ class TradingDay:
         # next_change (the next change of what a tick reads, reconciliation, EOD) it is repeated.
         self.idle_until = None
         records, state = self.journal.records, self.machine.state
-        _, before = desk.next_change(None)
+        _, before = idle.next_change(desk, None)
         self._kill_switch()
         desk.on_monitor(self)
         if self.journal.records != records or self.machine.state != state:
             return
-        until, after = desk.next_change(self.clock.now())
+        until, after = idle.next_change(desk, self.clock.now())
         if until is not None and after == before:
             self.idle_until = until
 

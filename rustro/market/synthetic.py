@@ -2,7 +2,8 @@
 
 Deterministic per (seed, date, overrides): every series is generated on demand from numpy
 Generators keyed by SHA-256 of (seed, name, date or year) and kept in a small in-memory LRU,
-never on disk. See synthetic_paths for how days chain into a continuous multi-year path.
+never on disk. See synthetic_paths for how days chain into a continuous multi-year path,
+synthetic_cache for the caches shared across markets in a process, and synthetic_bars for candles.
 
 What the clock may see (no look-ahead): path point k of a day is the price at 09:15 + k minutes,
 i.e. the close of minute bar k-1. `ltp`/`quote`/`vix` return the point of the last *completed*
@@ -15,17 +16,19 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import OrderedDict
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
 
 from ..calendar import TradingCalendar, at
 from ..clock import Clock, ist
-from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, TICK, Bar, Quote, round_to_tick
+from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, TICK, Bar, Quote, round_to_tick  # noqa: F401
 from .options import (black76, black76_scalar, implied_vol_from_vix, implied_vol_scalar,
                       option_quote_from_price, round_array_to_tick, time_to_expiry)
-from .synthetic_contracts import Contract, contract_row, decode_token, index_rows, listed_keys
+from .synthetic_bars import INTERVALS, CandlesMixin  # noqa: F401  (INTERVALS: re-exported)
+from .synthetic_cache import (LRU, SHARED_MASTERS, SHARED_OPTIONS, SHARED_SERIES, SHARED_YEARS,
+                              listed_row)
+from .synthetic_contracts import Contract, decode_token, index_rows, listed_keys
 from .synthetic_paths import (ANCHOR_YEAR, INDICES, N_MIN, SESSION_OPEN, U_SHAPE, VIX_MEAN, VIX_NAME,
                               VIX_TOKEN, DayScenario, DaySeries, YearPath, follower_year,
                               index_minutes, market_year, spike_schedule, stable_rng,
@@ -36,58 +39,13 @@ FUT_HALF_SPREAD = 0.00002    # futures quote: half-spread as a fraction of price
 MINUTE_YEARS = 1.0 / (365.0 * 24 * 60)
 _INDEX_BY_TOKEN = {s.token: s.name for s in INDICES.values()}
 _INDEX_BY_TOKEN[VIX_TOKEN] = VIX_NAME
-INTERVALS = (ONE_MINUTE, ONE_HOUR, ONE_DAY)
 
 
 class UnknownInstrument(LookupError):
     """A token this market does not list (or asked on the wrong exchange)."""
 
 
-class _LRU(OrderedDict):
-    def __init__(self, size: int):
-        super().__init__()
-        self.size = size
-
-    def get_or(self, key, make):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        return self.put(key, make())
-
-    def put(self, key, value):
-        self[key] = value
-        self.move_to_end(key)
-        if len(self) > self.size:
-            self.popitem(last=False)
-        return value
-
-
-_SHARED_YEARS = _LRU(512)  # override-free year paths, shared by markets of the same seed+calendar
-# Override-free minute series (index and VIX days, futures and options per day) are likewise
-# shared by every market of the same seed, calendar and rate in this process: a backtest builds a
-# new market each day, and each day's warmup reads some 40 earlier days. Values are read-only.
-_SHARED_SERIES = _LRU(1024)
-_SHARED_OPTIONS = _LRU(512)
-_SHARED_MASTERS = _LRU(16)   # instrument master rows per (calendar, day, underlyings, reference closes)
-_CONTRACT_ROWS: dict = {}    # (underlying, expiry, kind, strike) -> its master row (listed for weeks)
-
-
-def _key_of(ref) -> str:
-    """A cache key for a resolved instrument: the index name, or the contract's token."""
-    return ref if isinstance(ref, str) else ref.token
-
-
-def _contract_row(key: tuple) -> dict:
-    """`contract_row(Contract(*key))`, kept per contract (the caller copies the rows it hands out)."""
-    row = _CONTRACT_ROWS.get(key)
-    if row is None:
-        if len(_CONTRACT_ROWS) >= 200_000:
-            _CONTRACT_ROWS.clear()
-        row = _CONTRACT_ROWS[key] = contract_row(Contract(*key))
-    return row
-
-
-class SyntheticMarket:
+class SyntheticMarket(CandlesMixin):
     """MarketData over seeded synthetic NSE indices, India VIX, index futures and options."""
 
     def __init__(self, clock: Clock, seed: int, underlyings=("NIFTY",),
@@ -119,12 +77,12 @@ class SyntheticMarket:
         self._cal_key = (frozenset(self.cal.holidays), frozenset(self.cal.special_sessions))
         self._spikes: dict[int, dict] = {}
         self._year_days: dict[int, list[date]] = {}
-        self._series = _LRU(6 * cache_days)
-        self._options = _LRU(512)
-        self._t_left = _LRU(64)
-        self._steps = _LRU(64)      # per day (_day_info), and per (token, band, day) (next_change)
+        self._series = LRU(6 * cache_days)
+        self._options = LRU(512)
+        self._t_left = LRU(64)
+        self._steps = LRU(64)      # per day (_day_info), and per (token, band, day) (next_change)
         self._resolved: dict = {}   # (exchange, token) -> (kind, name or Contract)
-        self._bars = _LRU(16)       # full days of minute bars
+        self._bars = LRU(16)       # full days of minute bars
         self._master: tuple[date, list[dict]] | None = None
 
     # ------------------------------------------------------------ daily level (cheap)
@@ -152,14 +110,14 @@ class SyntheticMarket:
         shared = y < self._first_override_year
         names = ("NIFTY", VIX_NAME) if name in ("NIFTY", VIX_NAME) else (name,)
         keys = [(self.seed, self._cal_key, n, y) for n in names]
-        if shared and all(k in _SHARED_YEARS for k in keys):
+        if shared and all(k in SHARED_YEARS for k in keys):
             for n, k in zip(names, keys):
-                self._years[(n, y)] = _SHARED_YEARS[k]
+                self._years[(n, y)] = SHARED_YEARS[k]
             return
         self._generate_year(name, y)
         if shared:
             for n, k in zip(names, keys):
-                _SHARED_YEARS.put(k, self._years[(n, y)])
+                SHARED_YEARS.put(k, self._years[(n, y)])
 
     def _generate_year(self, name: str, y: int) -> None:
         first = date(y, 1, 1)
@@ -194,7 +152,7 @@ class SyntheticMarket:
             raise ValueError(f"{d} is not a trading day ({self.cal.closed_reason(d)})")
 
     # ------------------------------------------------------------ minute level (per day, cached)
-    def _cached(self, lru: _LRU, shared: _LRU, key: tuple, d: date, make):
+    def _cached(self, lru: LRU, shared: LRU, key: tuple, d: date, make):
         """A day's series from this market's cache, or, for a day before the first override,
         from the process-wide one (the series is then a function of seed, calendar and rate)."""
         if d.year < self._first_override_year:
@@ -208,10 +166,10 @@ class SyntheticMarket:
             spike = self._spikes_of(d.year).get(d)
             return index_minutes(self.seed, name, d, p.ohlc(d), p.regime[i], p.sigma[i],
                                  spike.minute if spike else None)
-        return self._cached(self._series, _SHARED_SERIES, ("spot", name, d), d, make)
+        return self._cached(self._series, SHARED_SERIES, ("spot", name, d), d, make)
 
     def _vix_day(self, d: date) -> DaySeries:
-        return self._cached(self._series, _SHARED_SERIES, ("vix", d), d, lambda: vix_minutes(
+        return self._cached(self._series, SHARED_SERIES, ("vix", d), d, lambda: vix_minutes(
             self.seed, d, self._path(VIX_NAME, d.year).ohlc(d), self._spot_day("NIFTY", d).points,
             self._spikes_of(d.year).get(d)))
 
@@ -234,7 +192,7 @@ class SyntheticMarket:
             lam = 40.0 * U_SHAPE ** 2 * (1.0 if c.expiry == self._near_month(c.underlying, d) else 0.1)
             vol = c.lot_size * (1 + stable_rng(self.seed, c.token, d).poisson(lam))
             return DaySeries(d, pts, o, hi, lo, cl, vol.astype(float))
-        return self._cached(self._series, _SHARED_SERIES, ("fut", c.token, d), d, make)
+        return self._cached(self._series, SHARED_SERIES, ("fut", c.token, d), d, make)
 
     def _near_month(self, underlying: str, d: date) -> date:
         e = self.cal.monthly_expiry(d.year, d.month)
@@ -267,7 +225,7 @@ class SyntheticMarket:
             lam = 60.0 * U_SHAPE ** 2 * math.exp(-30.0 * m)
             vol = c.lot_size * (1 + stable_rng(self.seed, c.token, d).poisson(lam))
             return DaySeries(d, pts, o, hi, lo, cl, vol.astype(float))
-        return self._cached(self._options, _SHARED_OPTIONS, (c.token, d), d, make)
+        return self._cached(self._options, SHARED_OPTIONS, (c.token, d), d, make)
 
     # ------------------------------------------------------------ token resolution
     def _resolve(self, exchange: str, token: str):
@@ -374,7 +332,7 @@ class SyntheticMarket:
     def next_change(self, now: datetime, watch: dict[str, tuple[float, float]] | None = None
                     ) -> datetime | None:
         """The earliest instant after `now` at which a read of this market may answer otherwise
-        than at `now` (for the virtual driver's skipping of idle ticks; see Desk.next_change).
+        than at `now` (for the virtual driver's skipping of idle ticks; see rustro/idle.py).
 
         Every price steps at 09:15 + k minutes (k = 0 .. 375, the last step at 15:30 when the
         daily bar appears too) and stays put between sessions; no read of a listed token fails.
@@ -412,71 +370,6 @@ class SyntheticMarket:
             return t0 + timedelta(minutes=first)
         return next_open
 
-    def candles(self, exchange: str, token: str, interval: str,
-                start: datetime, end: datetime) -> list[Bar]:
-        if interval not in INTERVALS:
-            raise ValueError(f"candles: interval {interval!r} not one of {INTERVALS}")
-        start, end, now = ist(start), ist(end), ist(self.clock.now())
-        if start >= end:
-            raise ValueError(f"candles: start {start.isoformat()} must be before end {end.isoformat()}")
-        kind, ref = self._resolve(exchange, token)
-        first = max(start.date(), date(ANCHOR_YEAR, 1, 1))
-        last = min(end.date(), now.date())
-        if (cap := self._last_day(kind, ref)) is not None:
-            last = min(last, cap)
-        out: list[Bar] = []
-        for d in self.cal.trading_days(first, last):
-            if interval == ONE_DAY:
-                bar = self._daily_bar(kind, ref, d)
-                if start <= bar.start < end and now >= at(d, time(15, 30)):
-                    out.append(bar)
-            else:
-                out.extend(self._intraday_bars(kind, ref, d, interval, start, end, now))
-        return out
-
-    def _daily_bar(self, kind: str, ref, d: date) -> Bar:
-        def make():
-            midnight = at(d, time(0, 0))
-            if kind in ("spot", "vix"):  # from the year path: no minute data needed
-                return Bar(midnight, *self._path(ref, d.year).ohlc(d), 0.0)
-            s = self._day_series(kind, ref, d)
-            return Bar(midnight, float(s.points[0]), float(s.high.max()), float(s.low.min()),
-                       float(s.points[-1]), float(s.volume.sum()))
-        return self._cached(self._series, _SHARED_SERIES, ("1d", _key_of(ref), d), d, make)
-
-    def _day_bars(self, kind: str, ref, d: date, interval: str) -> list:
-        """Every bar of the day (Bars are immutable, so a day's are made once): minute bars, or
-        (first minute, end minute, Bar) of each session-aligned hourly bar."""
-        def make():
-            s = self._day_series(kind, ref, d)
-            t0 = at(d, SESSION_OPEN)
-            if interval == ONE_MINUTE:
-                o, h, l, c, v = (a.tolist() for a in (s.open, s.high, s.low, s.close, s.volume))
-                return [Bar(t0 + timedelta(minutes=i), o[i], h[i], l[i], c[i], v[i])
-                        for i in range(len(o))]
-            bars = []
-            for a in range(0, N_MIN, 60):
-                b = min(a + 60, N_MIN)
-                bars.append((a, b, Bar(t0 + timedelta(minutes=a), float(s.open[a]),
-                                       float(s.high[a:b].max()), float(s.low[a:b].min()),
-                                       float(s.close[b - 1]), float(s.volume[a:b].sum()))))
-            return bars
-        if interval == ONE_MINUTE:  # today's future for the VWAP: this market's own small cache
-            return self._bars.get_or((_key_of(ref), d), make)
-        return self._cached(self._series, _SHARED_SERIES, ("1h", _key_of(ref), d), d, make)
-
-    def _intraday_bars(self, kind, ref, d, interval, start, end, now) -> list[Bar]:
-        t0 = at(d, SESSION_OPEN)
-        if now <= t0 or end <= t0 or start >= t0 + timedelta(minutes=N_MIN):
-            return []
-        lo = max(0, math.ceil((start - t0).total_seconds() / 60.0))
-        hi = min(N_MIN, math.ceil((end - t0).total_seconds() / 60.0))
-        done = min(N_MIN, math.floor((now - t0).total_seconds() / 60.0))
-        if interval == ONE_MINUTE:
-            return self._day_bars(kind, ref, d, interval)[lo:min(hi, done)]
-        return [bar for a, b, bar in self._day_bars(kind, ref, d, interval)
-                if not (a < lo or a >= hi or b > done)]
-
     # ------------------------------------------------------------ instrument master
     def instrument_master(self) -> list[dict]:
         """Rows as of today's pre-open: index rows, then futures and options of each underlying.
@@ -492,9 +385,9 @@ class SyntheticMarket:
             def make():
                 rows = index_rows()
                 for u, spot in spots:
-                    rows.extend(map(_contract_row, listed_keys(self.cal, u, today, spot)))
+                    rows.extend(map(listed_row, listed_keys(self.cal, u, today, spot)))
                 return rows
-            self._master = (today, _SHARED_MASTERS.get_or((self._cal_key, today, spots), make))
+            self._master = (today, SHARED_MASTERS.get_or((self._cal_key, today, spots), make))
         return [dict(r) for r in self._master[1]]
 
     def contracts(self, underlying: str) -> list[Contract]:

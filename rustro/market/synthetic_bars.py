@@ -1,0 +1,84 @@
+"""Candles of the synthetic market: minute, session-aligned hourly and daily bars built from its
+day series, as of its clock (no look-ahead). Mixed into `rustro.market.synthetic.SyntheticMarket`,
+whose series, caches, calendar and clock it reads."""
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, time, timedelta
+
+from ..calendar import at
+from ..clock import ist
+from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, Bar
+from .synthetic_cache import SHARED_SERIES, key_of
+from .synthetic_paths import ANCHOR_YEAR, N_MIN, SESSION_OPEN
+
+INTERVALS = (ONE_MINUTE, ONE_HOUR, ONE_DAY)
+
+
+class CandlesMixin:
+    """`candles` and its bar builders for SyntheticMarket."""
+
+    def candles(self, exchange: str, token: str, interval: str,
+                start: datetime, end: datetime) -> list[Bar]:
+        if interval not in INTERVALS:
+            raise ValueError(f"candles: interval {interval!r} not one of {INTERVALS}")
+        start, end, now = ist(start), ist(end), ist(self.clock.now())
+        if start >= end:
+            raise ValueError(f"candles: start {start.isoformat()} must be before end {end.isoformat()}")
+        kind, ref = self._resolve(exchange, token)
+        first = max(start.date(), date(ANCHOR_YEAR, 1, 1))
+        last = min(end.date(), now.date())
+        if (cap := self._last_day(kind, ref)) is not None:
+            last = min(last, cap)
+        out: list[Bar] = []
+        for d in self.cal.trading_days(first, last):
+            if interval == ONE_DAY:
+                bar = self._daily_bar(kind, ref, d)
+                if start <= bar.start < end and now >= at(d, time(15, 30)):
+                    out.append(bar)
+            else:
+                out.extend(self._intraday_bars(kind, ref, d, interval, start, end, now))
+        return out
+
+    def _daily_bar(self, kind: str, ref, d: date) -> Bar:
+        def make():
+            midnight = at(d, time(0, 0))
+            if kind in ("spot", "vix"):  # from the year path: no minute data needed
+                return Bar(midnight, *self._path(ref, d.year).ohlc(d), 0.0)
+            s = self._day_series(kind, ref, d)
+            return Bar(midnight, float(s.points[0]), float(s.high.max()), float(s.low.min()),
+                       float(s.points[-1]), float(s.volume.sum()))
+        return self._cached(self._series, SHARED_SERIES, ("1d", key_of(ref), d), d, make)
+
+    def _day_bars(self, kind: str, ref, d: date, interval: str) -> list:
+        """Every bar of the day (Bars are immutable, so a day's are made once): minute bars, or
+        (first minute, end minute, Bar) of each session-aligned hourly bar."""
+        def make():
+            s = self._day_series(kind, ref, d)
+            t0 = at(d, SESSION_OPEN)
+            if interval == ONE_MINUTE:
+                o, h, l, c, v = (a.tolist() for a in (s.open, s.high, s.low, s.close, s.volume))
+                return [Bar(t0 + timedelta(minutes=i), o[i], h[i], l[i], c[i], v[i])
+                        for i in range(len(o))]
+            bars = []
+            for a in range(0, N_MIN, 60):
+                b = min(a + 60, N_MIN)
+                bars.append((a, b, Bar(t0 + timedelta(minutes=a), float(s.open[a]),
+                                       float(s.high[a:b].max()), float(s.low[a:b].min()),
+                                       float(s.close[b - 1]), float(s.volume[a:b].sum()))))
+            return bars
+        if interval == ONE_MINUTE:  # today's future for the VWAP: this market's own small cache
+            return self._bars.get_or((key_of(ref), d), make)
+        return self._cached(self._series, SHARED_SERIES, ("1h", key_of(ref), d), d, make)
+
+    def _intraday_bars(self, kind, ref, d, interval, start, end, now) -> list[Bar]:
+        t0 = at(d, SESSION_OPEN)
+        if now <= t0 or end <= t0 or start >= t0 + timedelta(minutes=N_MIN):
+            return []
+        lo = max(0, math.ceil((start - t0).total_seconds() / 60.0))
+        hi = min(N_MIN, math.ceil((end - t0).total_seconds() / 60.0))
+        done = min(N_MIN, math.floor((now - t0).total_seconds() / 60.0))
+        if interval == ONE_MINUTE:
+            return self._day_bars(kind, ref, d, interval)[lo:min(hi, done)]
+        return [bar for a, b, bar in self._day_bars(kind, ref, d, interval)
+                if not (a < lo or a >= hi or b > done)]
