@@ -98,22 +98,20 @@ class Execution:
         self.journal, self.broker, self.clock, self.cfg, self.day = journal, broker, clock, orders_cfg, day
         self.held, self.bid_for = held, bid_for or (lambda o: 0.0)
         self.orders: dict[str, WorkingOrder] = {}
-        self._book_failing = ""
+        self.failing = ""  # the shared books' failing call, journaled once per streak
 
     # --- journal ------------------------------------------------------------------------------
     def _rec(self, kind: str, payload: dict) -> None:
         self.journal.record(kind, payload, day=self.day)
 
     def _error_once(self, o: WorkingOrder | None, call: str, error: str) -> None:
-        key = f"{call}: {error}"
-        if o is None:
-            if self._book_failing != key:
-                self._book_failing = key
-                self._rec("broker_error", {"call": call, "error": error})
+        """A failing call is journaled once per streak (per order, or for the shared books)."""
+        key, holder = f"{call}: {error}", o if o is not None else self
+        if getattr(holder, "failing", "") == key:
             return
-        if o.failing != key:
-            o.failing = key
-            self._rec("broker_error", {"tag": o.tag, "call": call, "error": error})
+        holder.failing = key
+        self._rec("broker_error", {**({"tag": o.tag} if o is not None else {}), "call": call,
+                                   "error": error})
 
     def grace_sec(self) -> float:
         """How long an order may stay invisible in the broker's books: a broker that states its

@@ -14,16 +14,15 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Sequence
 
 from ..calendar import dte
+from .strikes import OPTION_TYPES, _fmt, _paise, atm_strike  # noqa: F401  (atm_strike re-exported)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_UNDERLYINGS = ("NIFTY", "BANKNIFTY", "FINNIFTY")
 VIX_SYMBOL = "India VIX"
-OPTION_TYPES = ("CE", "PE")
 MAX_SKIP_EXAMPLES = 5
 _MONTHS = {m: i for i, m in enumerate(
     ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1)}
@@ -231,34 +230,6 @@ def parse_master_json(data: bytes | str, underlyings: Sequence[str] = DEFAULT_UN
     if not isinstance(rows, list):
         raise MasterError(f"instrument master JSON must be an array, got {type(rows).__name__}")
     return parse_master(rows, underlyings)
-
-
-# ---------------------------------------------------------------- ATM rule
-
-def atm_strike(spot: float, strike_step: float, option_type: str, offset_steps: int = 0) -> Decimal:
-    """Spot to the nearest step (half up, exact decimal), then `offset_steps` OTM (CE up, PE down)."""
-    if option_type not in OPTION_TYPES:
-        raise ValueError(f"option_type must be CE or PE, got {option_type!r}")
-    if isinstance(spot, bool) or not isinstance(spot, (int, float, Decimal)) \
-            or not math.isfinite(spot) or spot <= 0:
-        raise ValueError(f"spot must be a positive finite number, got {spot!r}")
-    if isinstance(strike_step, bool) or not isinstance(strike_step, (int, float, Decimal)) \
-            or not math.isfinite(strike_step) or strike_step <= 0:
-        raise ValueError(f"strike_step must be a positive number, got {strike_step!r}")
-    if isinstance(offset_steps, bool) or not isinstance(offset_steps, int) or offset_steps < 0:
-        raise ValueError(f"offset_steps must be a whole number >= 0, got {offset_steps!r}")
-    step = Decimal(str(strike_step))
-    n = (Decimal(str(spot)) / step).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    n += offset_steps if option_type == "CE" else -offset_steps
-    return n * step
-
-
-def _paise(strike: float | Decimal) -> int:
-    return int((Decimal(str(strike)) * 100).to_integral_value(rounding=ROUND_HALF_UP))
-
-
-def _fmt(strike: float | Decimal) -> str:
-    return f"{float(strike):.2f}".rstrip("0").rstrip(".")
 
 
 # ---------------------------------------------------------------- the indexed master
