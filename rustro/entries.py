@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from . import machine as m
 from . import strategy
-from .broker.base import BUY, OrderRequest
+from .broker.base import BUY, BrokerError, OrderRequest
 from .market.base import round_to_tick
 from .orders import ladder_prices, order_tag
 from .positions import new_position
@@ -169,7 +169,7 @@ def signal_still_valid(desk, order) -> str | None:
         return "the entry window has ended"
     try:
         q = desk.market.quote(order.req.exchange, order.req.token)
-    except Exception as exc:  # no price, no proof the signal holds
+    except (BrokerError, LookupError, ValueError) as exc:  # no price, no proof the signal holds
         return f"no quote ({type(exc).__name__})"
     top = ladder_prices(order.first_price, desk.cfg.orders.ladder_pct, BUY, order.tick)[-1]
     ask = q.ask if q.ask > 0 else q.ltp

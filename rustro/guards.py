@@ -12,8 +12,10 @@ import logging
 from datetime import timedelta
 
 from . import machine as m
+from . import order_machine as om
 from .broker.base import BrokerError
 from .calendar import at
+from .entries import adopt_position
 from .exits import flatten
 from .recovery import compare_positions, render_recon
 
@@ -141,7 +143,6 @@ def _unknown_positions(desk, rows, broker_positions) -> None:
     `reconcile.unknown_positions` decides. halt: leave it and say so in every summary; adopt:
     journal it as a position with stops from the broker's average price, exited by the day's rules
     at the latest at EOD; flatten: adopt it and exit it now. Entries stay halted in every case."""
-    from .entries import adopt_position
     policy = desk.cfg.reconcile.unknown_positions
     by_token = {b.token: b for b in broker_positions}
     for r in rows:
@@ -161,7 +162,6 @@ def _revive_found_orders(desk, book) -> None:
     """An order we concluded never placed that the broker now shows is followed again; a second
     broker order under one of our tags (a resend after a book lagged past the grace) is journaled
     and cancelled if it still works. Its fills, if any, show as a position mismatch and halt."""
-    from . import order_machine as om
     for seen in book:
         o = desk.ex.known(seen.tag)
         if o is None:

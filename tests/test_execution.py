@@ -16,7 +16,7 @@ from rustro.execution import Execution
 from rustro.journal import Journal
 
 from conftest import DAY
-from fakes import ScriptedBroker, SetMarket
+from fakes import ScriptedBroker, SetMarket, assert_never_short
 
 TOKEN = "50001"
 
@@ -269,12 +269,9 @@ def test_day_with_lost_sell_replies_and_a_lagging_book_never_sells_twice(tmp_pat
     clock = VirtualClock(datetime(2026, 10, 14, 15, 35, tzinfo=IST))
     with PaperBroker(tmp_path / "journal.paper.sqlite", clock, SyntheticMarket(clock, 42),
                      lambda t: ContractSpec(65, 0.05, 1800), 1_000_000) as b:
-        trades, book = b.trade_book(), b.order_book()
-    net, worst = {}, 0
-    for f in sorted(trades, key=lambda f: int(f.fill_id)):
-        net[f.token] = net.get(f.token, 0) + (f.qty if f.side == BUY else -f.qty)
-        worst = min(worst, net[f.token])
-    assert worst == 0 and all(v == 0 for v in net.values())   # never short, flat at the close
+        trades, book, held = b.trade_book(), b.order_book(), b.positions()
+    assert_never_short(tmp_path / "journal.paper.sqlite")
+    assert all(p.net_qty == 0 for p in held)                    # flat at the close
     sells = [o for o in book if o.side == SELL]
     assert len(sells) == 2                                      # one exit per position
     with Journal.open_readonly(j) as jj:

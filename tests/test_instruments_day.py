@@ -36,13 +36,18 @@ def counting(calls, drop_options=False, crash_after_load=False):
     return build
 
 
+def load_then_die(cfg, j, calls):
+    """Run the day until the master is loaded and cached, then die (the process is killed)."""
+    try:
+        run_day(cfg, "sim", j, DAY, 42, Secrets(), build_desk=counting(calls, crash_after_load=True))
+    except KeyboardInterrupt:
+        pass
+
+
 def test_restart_reads_the_cached_master_not_the_network(tmp_path):
     j = tmp_path / "journal.sqlite"
     calls = []
-    try:
-        run_day(Config(), "sim", j, DAY, 42, Secrets(), build_desk=counting(calls, crash_after_load=True))
-    except KeyboardInterrupt:
-        pass
+    load_then_die(Config(), j, calls)
     assert len(calls) == 1
     with Journal.open_readonly(j) as jj:
         cached = jj.query("SELECT COUNT(*) FROM instruments WHERE trading_day = ?", (DAY.isoformat(),))[0][0]
@@ -65,26 +70,16 @@ def test_master_without_nifty_options_stops_the_day_before_warmup(tmp_path):
         assert jj.events(kinds=("order_intent",)) == []
 
 
-
-
-
-
 def test_a_journal_master_without_options_for_a_configured_underlying_is_read_again(tmp_path):
     j = tmp_path / "journal.sqlite"
     calls = []
-    try:
-        run_day(Config(), "sim", j, DAY, 42, Secrets(), build_desk=counting(calls, crash_after_load=True))
-    except KeyboardInterrupt:
-        pass
+    load_then_die(Config(), j, calls)
     assert len(calls) == 1                     # cached for NIFTY only
     two = parse_config({"underlyings": [
         {"name": "NIFTY"},
         {"name": "BANKNIFTY", "spot_name": "Nifty Bank", "strike_step": 100, "freeze_qty": 900}]})
     calls.clear()
-    try:
-        run_day(two, "sim", j, DAY, 42, Secrets(), build_desk=counting(calls, crash_after_load=True))
-    except KeyboardInterrupt:
-        pass
+    load_then_die(two, j, calls)
     assert len(calls) == 1                     # the cached copy lacked BANKNIFTY: read again
     with Journal.open_readonly(j) as jj:
         [stale] = jj.events(kinds=("instruments_stale",))

@@ -260,18 +260,22 @@ def test_one_underlyings_exception_does_not_stop_the_others(tmp_path, monkeypatc
         assert all(p["underlying"] == "BANKNIFTY" for p in jj.query("SELECT underlying FROM positions"))
 
 
+def sell_then_stop(sale: dict, qty: int, tag: str):
+    """A tick hook: once the bot holds a position, sell `qty` behind its back; stop at 11:30."""
+    def tick(svc, tday):
+        if not sale and len(svc.desk.book) and tday.machine.state == "managing":
+            sale.update(sell_behind_the_bots_back(svc, qty, tag))
+        elif svc.clock.now().time() >= time(11, 30):
+            tday.request_shutdown("test: seen enough")  # keeps the test short; flattens again
+    return tick
+
+
 # --- 6. periodic reconciliation ----------------------------------------------------------------
 def test_periodic_reconciliation_finds_a_sale_behind_the_bots_back(tmp_path):
     j = tmp_path / "journal.sqlite"
     sale = {}
 
-    def tick(svc, tday):
-        if not sale and len(svc.desk.book) and tday.machine.state == "managing":
-            sale.update(sell_behind_the_bots_back(svc, 325, "manual-sell-1"))
-        elif svc.clock.now().time() >= time(11, 30):
-            tday.request_shutdown("test: seen enough")  # keeps the test short; flattens again
-
-    res = run(j, with_tick(tick))
+    res = run(j, with_tick(sell_then_stop(sale, 325, "manual-sell-1")))
     assert res.shutdown == "test: seen enough" and res.state == "halted"
     interval = Config().orders.reconcile_interval_sec
     with Journal.open_readonly(j) as jj:
@@ -304,13 +308,7 @@ def test_a_net_short_at_the_broker_is_detected_and_halts(tmp_path):
     j = tmp_path / "journal.sqlite"
     sale = {}
 
-    def tick(svc, tday):
-        if not sale and len(svc.desk.book) and tday.machine.state == "managing":
-            sale.update(sell_behind_the_bots_back(svc, 650 + 65, "manual-short-1"))
-        elif svc.clock.now().time() >= time(11, 30):
-            tday.request_shutdown("test: seen enough")  # keeps the test short; flattens again
-
-    res = run(j, with_tick(tick))
+    res = run(j, with_tick(sell_then_stop(sale, 650 + 65, "manual-short-1")))
     assert res.shutdown == "test: seen enough" and res.state == "halted"
     interval = Config().orders.reconcile_interval_sec
     with Journal.open_readonly(j) as jj:
