@@ -20,7 +20,7 @@ from .book import PositionBook
 from .broker.base import BUY, BrokerError
 from .execution import Execution
 from .market.feed import MarketFeed
-from .market.instruments import INSTRUMENT_COLUMNS, InstrumentMaster, MasterError, check_master
+from .market.instruments import InstrumentMaster, MasterError, check_master
 from .orders import order_tag
 from .recovery import restore_desk
 from .risk import RiskState
@@ -47,6 +47,7 @@ class Desk:
         self.next_reconcile: datetime | None = None
         self.reconcile_failures = 0
         self.last_recon: list = []
+        self.recon_basis: tuple | None = None   # what the last reconciliation compared (idle.py)
         self.entry_done: set[str] = set()           # entry tags whose outcome was acted on
         self.shorts: set[str] = set()               # tokens found short at the broker
         self.duplicates: set[str] = set()           # broker order ids found under a tag twice
@@ -149,23 +150,19 @@ class Desk:
         """The day's master: the journal's copy while it serves every configured underlying, else
         a fresh one, cached only once it has options for all of them (`check_master`)."""
         d = self.day.isoformat()
-        cols = ", ".join(INSTRUMENT_COLUMNS)
         names = [u.name for u in self.cfg.underlyings]
-        rows = self.journal.query(f"SELECT {cols} FROM instruments WHERE trading_day = ?", (d,))
+        rows = self.journal.query("SELECT records FROM instrument_masters WHERE trading_day = ?", (d,))
         if rows:
             try:
-                cached = InstrumentMaster.from_records([tuple(r) for r in rows])
+                cached = InstrumentMaster.from_records_json(rows[0][0])
                 cached.require_all(names)
                 return cached
             except MasterError as exc:  # another config's copy, or one cached before this check
                 self.rec("instruments_stale", {"reason": str(exc)})
         master = check_master(self.market.instrument_master(), names)  # raises: nothing cached
         with self.journal.transaction():
-            self.journal.conn.execute("DELETE FROM instruments WHERE trading_day = ?", (d,))
-            self.journal.conn.executemany(
-                f"INSERT OR REPLACE INTO instruments(trading_day, {cols}) VALUES "
-                f"(?, {', '.join('?' * len(INSTRUMENT_COLUMNS))})",
-                [(d, *r) for r in master.to_records()])
+            self.journal.conn.execute("INSERT OR REPLACE INTO instrument_masters VALUES (?, ?, ?)",
+                                      (d, len(master), master.records_json()))
             self.rec("instruments_loaded", {"rows_total": master.rows_total, "kept": len(master),
                                             "skipped": master.skipped})
         return master

@@ -91,6 +91,18 @@ def reconcile_due(desk) -> bool:
     return desk.next_reconcile is None or desk.clock.now() >= desk.next_reconcile
 
 
+def reconcile_basis(desk) -> tuple | None:
+    """What a reconciliation compares, as far as it can be known without asking: the broker's
+    state version (None when it has none, as Angel) and the journal's open holdings. Equal
+    bases give equal answers, so the virtual driver need not wake for a reconciliation that
+    could only repeat the last one (idle.next_change)."""
+    version = getattr(desk.broker, "state_version", None)
+    version = version() if version is not None else None
+    if version is None:
+        return None
+    return version, tuple((pid, h.pos.token, h.open_qty) for pid, h in desk.book.holdings.items())
+
+
 def reconcile(desk) -> bool:
     """Positions (and the order book, for orders we gave up on) against the journal. True when
     the broker answered; a failure is retried with backoff, never read as 'nothing there'."""
@@ -107,6 +119,7 @@ def reconcile(desk) -> bool:
         return False
     desk.reconcile_failures, desk.broker_healthy = 0, True
     desk.next_reconcile = now + timedelta(seconds=desk.cfg.orders.reconcile_interval_sec)
+    desk.recon_basis = reconcile_basis(desk)
     _revive_found_orders(desk, book)
     journal_open = [{"token": h.pos.token, "symbol": h.pos.symbol, "open_qty": h.open_qty}
                     for h in desk.book.holdings.values()]

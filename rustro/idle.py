@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+from . import guards
 from .calendar import at
 
 
@@ -17,8 +18,9 @@ def next_change(desk, now: datetime | None) -> tuple[datetime | None, tuple]:
     `until` is the earliest instant after `now` at which a tick run on this state could act
     otherwise than one at `now`: the next change the market promises of what the tick reads
     (flat, that is only the VIX, and only its leaving the band in which the VIX breaker stays
-    as it is and the price is valid; with positions, any price), the next reconciliation, and
-    EOD while positions are open. It is None, and nothing is skipped, while anything moves on
+    as it is and the price is valid; with positions, any price), the next reconciliation
+    (unless neither the broker's state version nor the holdings changed since the last one,
+    which it would then only repeat), and EOD while positions are open. It is None, and nothing is skipped, while anything moves on
     the clock alone: a working or unknown order, an exit to (re)send, a failing feed or
     quote, a reconciliation retry, a market that promises nothing, or before pre-open.
     `now=None` gives the state only. The engine skips only after a tick that journaled
@@ -48,4 +50,6 @@ def next_change(desk, now: datetime | None) -> tuple[datetime | None, tuple]:
         until = promise(now, {desk.feed.vix_instrument.token: band})
     if until is None:
         return None, state
+    if desk.recon_basis is not None and desk.recon_basis == guards.reconcile_basis(desk):
+        return until, state   # a reconciliation now would only repeat the last one's answer
     return min(until, desk.next_reconcile), state

@@ -177,6 +177,11 @@ class PaperBroker:
             raise OrderRejected(f"Order not found: {unique_order_id}", "AB1007")
         return to_broker_order(row)
 
+    def state_version(self) -> int | None:
+        """A number that changes whenever the books may have: the store's commit count. None
+        with a book lag, whose books also change as time passes (an order comes into view)."""
+        return None if self.book_lag else self._store.commits
+
     def order_book(self) -> list[BrokerOrder]:
         """Today's orders only, like Angel's."""
         return [to_broker_order(r) for r in self.book_rows()[0]]

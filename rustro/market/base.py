@@ -101,6 +101,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def _finite(value: Any) -> bool:
+    if type(value) is float:  # the common case, without the slow abstract-class check
+        return math.isfinite(value)
     return (isinstance(value, numbers.Real) and not isinstance(value, bool)
             and math.isfinite(value))
 
@@ -119,6 +121,11 @@ def check_price(value: Any, route: str, field: str, index: int | None = None,
 def check_candle(open_: Any, high: Any, low: Any, close: Any, volume: Any, route: str,
                  index: int | None = None) -> None:
     """A candle we can use: prices finite and > 0, low <= open, close <= high, volume >= 0."""
+    if (type(open_) is float and type(high) is float and type(low) is float
+            and type(close) is float and (type(volume) is float or type(volume) is int)
+            and 0 < low <= open_ <= high and low <= close <= high and math.isfinite(high)
+            and 0 <= volume and math.isfinite(volume)):
+        return  # the common, good candle; NaN fails every comparison and takes the long way
     for field, v in (("open", open_), ("high", high), ("low", low), ("close", close)):
         check_price(v, route, field, index, allow_zero=False)
     check_price(volume, route, "volume", index)

@@ -26,6 +26,11 @@ def atm_strike(spot: float, strike_step: float, option_type: str, offset_steps: 
 
 
 def _paise(strike: float | Decimal) -> int:
+    if type(strike) is float:  # a float within 1e-6 paise of a whole paisa: that paisa, quickly
+        x = strike * 100
+        n = round(x)
+        if abs(x - n) < 1e-6:
+            return n
     return int((Decimal(str(strike)) * 100).to_integral_value(rounding=ROUND_HALF_UP))
 
 
