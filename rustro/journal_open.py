@@ -23,7 +23,7 @@ from .journal_errors import (_SQLITE_CANTOPEN, _SQLITE_CORRUPT, _SQLITE_NOTADB, 
                              JournalCorrupt, JournalError, JournalFull, JournalLocked, NotAJournal,
                              _is_full)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x52535452  # "RSTR" in PRAGMA application_id: this file is a rustro journal
 RESERVE_SUFFIX = ".reserve"
 _EVENT_COLUMNS = {"seq", "ts", "trading_day", "kind", "payload"}

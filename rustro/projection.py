@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from .market.instruments import INSTRUMENTS_DDL
+from .market.instruments import INSTRUMENTS_DDL, MIGRATE_INSTRUMENTS_TO_MASTERS
 
 TABLES = [
     """CREATE TABLE IF NOT EXISTS events(
@@ -88,7 +88,8 @@ VIEWS = [
        FROM events WHERE kind IN ('breaker_tripped', 'breaker_reset', 'halted') ORDER BY seq""",
 ]
 
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, TABLES + VIEWS)]
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, TABLES + VIEWS),
+                                            (2, MIGRATE_INSTRUMENTS_TO_MASTERS)]
 
 
 def _state_changed(c: sqlite3.Connection, ev) -> None:

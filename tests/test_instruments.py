@@ -305,3 +305,18 @@ def test_from_records_rejects_non_finite_or_non_positive_numbers(master, i, valu
     rec[i] = value
     with pytest.raises(MasterError, match=f"record 0 .*{match}"):
         InstrumentMaster.from_records([rec])
+
+
+def test_a_repeated_master_parses_as_the_first_and_the_memo_never_mixes_types():
+    """The row memo (a backtest parses a master a day) gives the same answer as a first parse,
+    per set of underlyings, and a row equal but for a non-string value is parsed afresh."""
+    first = parse_master(base_rows(), ["NIFTY"])
+    again = parse_master(base_rows(), ["NIFTY"])
+    assert again.instruments == first.instruments and again.skipped == first.skipped
+    with_bank = parse_master(base_rows(), ["NIFTY", "BANKNIFTY"])
+    assert len(with_bank) > len(first)   # the memo is per set of underlyings
+    rows = base_rows()
+    rows[-1]["lotsize"] = 1               # a JSON number is a whole lot, as "1" is
+    assert parse_master(rows, ["NIFTY"]).by_token(rows[-1]["token"]).lot_size == 1
+    rows[-1]["lotsize"] = True            # True == 1 in Python, but a boolean lot is refused
+    assert parse_master(rows, ["NIFTY"]).skipped == {"bad_lot": 1}

@@ -110,3 +110,31 @@ def test_a_bad_candle_is_journaled_as_a_data_error_and_a_gap(tmp_path):
     assert errors and all(e["field"] == "high" and e["interval"] == "ONE_HOUR" for e in errors)
     assert any(bad_start.isoformat() in e["row"] for e in errors)
     assert any(g.get("underlying") == "NIFTY" and g.get("missing") for g in gaps)
+
+
+def test_a_schema_1_journal_keeps_its_cached_masters_through_the_migration(tmp_path):
+    """Schema 1 cached a row per instrument; schema 2 keeps one JSON row per day behind an
+    `instruments` view. Opening an old journal moves every cached master over, unchanged."""
+    import sqlite3
+
+    from rustro.market.instruments import INSTRUMENT_COLUMNS, INSTRUMENTS_DDL
+    j = tmp_path / "journal.sqlite"
+    load_then_die(Config(), j, [])
+    cols = ", ".join(INSTRUMENT_COLUMNS)
+    with Journal.open_readonly(j) as jj:
+        before = sorted(tuple(r) for r in jj.query(f"SELECT trading_day, {cols} FROM instruments"))
+    assert len(before) > 1000
+    c = sqlite3.connect(j)   # turn the file back into what schema 1 wrote
+    c.executescript(f"""DROP VIEW instruments; {INSTRUMENTS_DDL};
+        DELETE FROM instrument_masters; UPDATE meta SET value = '1' WHERE key = 'schema_version';
+        PRAGMA user_version = 1;""")
+    c.executemany(f"INSERT INTO instruments VALUES ({', '.join('?' * 11)})", before)
+    c.commit()
+    c.close()
+    calls = []
+    res = run_day(Config(), "sim", j, DAY, 42, Secrets(), build_desk=counting(calls))
+    assert res.state == "closed" and calls == []      # the migrated cache served the day
+    with Journal.open_readonly(j) as jj:
+        after = sorted(tuple(r) for r in jj.query(f"SELECT trading_day, {cols} FROM instruments"))
+        kinds = [r[0] for r in jj.query("SELECT type FROM sqlite_master WHERE name = 'instruments'")]
+    assert after == before and kinds == ["view"]

@@ -104,7 +104,7 @@ def test_newer_schema_refused(tmp_path, vclock):
     c.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     c.commit()
     c.close()
-    with pytest.raises(JournalError, match=r"written by a newer rustro \(schema 99 > 1\): upgrade rustro"):
+    with pytest.raises(JournalError, match=rf"written by a newer rustro \(schema 99 > {SCHEMA_VERSION}\): upgrade rustro"):
         Journal.open(path, vclock)
 
 
