@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import lru_cache
 
 from . import machine as m
 from .broker.base import SELL, BrokerError, OrderRequest
@@ -33,9 +34,15 @@ def unrealized_net(desk) -> float:
     for h in desk.book.holdings.values():
         price = h.last_price if h.last_price is not None else h.pos.entry_price
         if h.open_qty > 0:
-            costs = trade_costs(h.pos.entry_price, price, h.open_qty, desk.cfg)
-            total += pnl(h.pos.entry_price, price, h.open_qty, costs)[1]
+            total += _net_if_sold(h.pos.entry_price, price, h.open_qty, desk.cfg.costs)
     return total
+
+
+@lru_cache(maxsize=4096)
+def _net_if_sold(entry: float, price: float, qty: int, costs_cfg) -> float:
+    """Net P&L of selling `qty` bought at `entry` at `price`: exact decimal costing, so it is
+    kept per price (the breakers ask every tick, and a premium moves once a minute)."""
+    return pnl(entry, price, qty, trade_costs(entry, price, qty, costs_cfg))[1]
 
 
 def day_pnl_net(desk) -> float:

@@ -12,7 +12,11 @@ measure), its plain SMA-cross strategy (SMA 10 / SMA 30, buy on the cross up, cl
 down) is run over the same number of NIFTY minute bars of the same synthetic market, and its bars/s
 and the ratio are printed. Figures only: nothing here asserts a speed.
 
-Usage: python scripts/bench_backtest.py [--from D] [--to D] [--every-tick] [--no-backtrader]
+Then `rustro.py backtest --workers N` (default 2) is timed as a user runs it, from the command's
+start: the figure for parallel days.
+
+Usage: python scripts/bench_backtest.py [--from D] [--to D] [--every-tick] [--workers N]
+                                       [--no-backtrader]
 """
 import argparse
 import logging
@@ -48,6 +52,22 @@ def bench_rustro(start: date, end: date, every_tick: bool) -> dict:
     return {"days": len(results), "wall": wall, "rss_mb": rss_mb, "trades": trades, "net": net,
             "jobs": sum(r.jobs for r in results),
             "errors": sum(r.job_errors for r in results)}
+
+
+def bench_cli(start: date, end: date, workers: int) -> dict:
+    """`rustro.py backtest --workers N` as a user runs it: wall time from the command's start
+    (interpreter and imports included) to its last line, and the summary it printed."""
+    import json
+    import subprocess
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, str(REPO / "rustro.py"), "backtest", "--from", start.isoformat(),
+               "--to", end.isoformat(), "--workers", str(workers), "--json",
+               "--journal", str(Path(tmp) / "journal.sqlite")]
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=True).stdout
+        wall = time.perf_counter() - t0
+    summary = json.loads(out)["summary"]
+    return {"wall": wall, "trades": summary["trades"], "net": summary["net"]}
 
 
 def nifty_minute_bars(days: list[date]) -> list[tuple]:
@@ -124,6 +144,8 @@ def main() -> None:
     ap.add_argument("--every-tick", action="store_true",
                     help="run every 5-second monitor tick (no idle skipping): the reference speed")
     ap.add_argument("--no-backtrader", action="store_true")
+    ap.add_argument("--workers", type=int, default=2, metavar="N",
+                    help="also time `rustro.py backtest --workers N` (0: skip)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     env_note = " (PYTHONDONTWRITEBYTECODE set)" if os.environ.get("PYTHONDONTWRITEBYTECODE") else ""
@@ -138,6 +160,12 @@ def main() -> None:
     print(f"  peak RSS           {r['rss_mb']:.0f} MB")
     print(f"  jobs run           {r['jobs']:,} ({r['errors']} job errors)")
     print(f"  trades / net P&L   {r['trades']} / {r['net']:.2f}")
+    if a.workers > 0:
+        w = bench_cli(a.start, a.end, a.workers)
+        print(f"rustro.py backtest --workers {a.workers} (wall from the command's start)")
+        print(f"  wall               {w['wall']:.2f} s")
+        print(f"  underlying bars/s  {bars / w['wall']:,.0f}")
+        print(f"  trades / net P&L   {w['trades']} / {w['net']:.2f}")
     if a.no_backtrader:
         return
     from rustro.calendar import TradingCalendar

@@ -174,6 +174,7 @@ class BarWindow:
         self.token, self.interval, self.maxlen = token, interval, maxlen
         self._starts: list[datetime] = []
         self._bars: list[Bar] = []
+        self._rows: list[tuple] = []   # (open, high, low, close, volume, session ordinal) per bar
 
     def upsert(self, bar: Bar) -> bool:
         """Insert `bar`, or replace the bar with the same start; True if the window changed.
@@ -195,17 +196,19 @@ class BarWindow:
         if bar.start.tzinfo != start.tzinfo:
             bar = replace(bar, start=start)
         i = bisect_left(self._starts, start)
+        row = (bar.open, bar.high, bar.low, bar.close, bar.volume, start.date().toordinal())
         if i < len(self._starts) and self._starts[i] == start:
             if self._bars[i] == bar:
                 return False
-            self._bars[i] = bar
+            self._bars[i], self._rows[i] = bar, row
             return True
         if len(self._bars) >= self.maxlen and i == 0:
             return False
         self._starts.insert(i, start)
         self._bars.insert(i, bar)
+        self._rows.insert(i, row)
         if len(self._bars) > self.maxlen:
-            del self._starts[0], self._bars[0]
+            del self._starts[0], self._bars[0], self._rows[0]
         return True
 
     def extend(self, bars: Iterable[Bar]) -> int:
@@ -225,10 +228,9 @@ class BarWindow:
     def arrays(self) -> dict[str, np.ndarray]:
         """Columns for the indicators: open, high, low, close, volume (float), start (aware
         datetimes) and session (IST date ordinal per bar, for `indicators.vwap`)."""
-        b = self._bars
-        cols = {name: np.fromiter((getattr(x, name) for x in b), dtype=np.float64, count=len(b))
-                for name in ("open", "high", "low", "close", "volume")}
+        m = np.array(self._rows, dtype=np.float64).reshape(len(self._rows), 6)
+        cols = {name: m[:, k].copy() for k, name in enumerate(("open", "high", "low", "close",
+                                                                 "volume"))}
         cols["start"] = np.array(self._starts, dtype=object)
-        cols["session"] = np.fromiter((s.date().toordinal() for s in self._starts),
-                                      dtype=np.int64, count=len(b))
+        cols["session"] = m[:, 5].astype(np.int64)
         return cols
