@@ -189,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_config(cfg, path) -> int:
     from dataclasses import asdict
+    from .calendar import TradingCalendar, coverage_warnings
+    from .clock import WallClock
     print(f"{path}: OK")
     print(json.dumps(asdict(cfg), default=str, indent=2))
+    for text in coverage_warnings(TradingCalendar.from_config(cfg), WallClock().now().date()):
+        print(f"warning: calendar: {text}", file=sys.stderr)
     return EXIT_OK
 
 

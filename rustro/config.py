@@ -83,6 +83,7 @@ class SessionConfig:
 class CalendarConfig:
     extra_holidays: tuple[date, ...] = ()
     extra_trading_days: tuple[date, ...] = ()
+    allow_unknown_year: bool = False  # run --live on a day of a year without holiday data
 
 
 @dataclass(frozen=True)
