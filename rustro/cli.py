@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     jsub = jv.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
     ver = jsub.add_parser("verify", help="integrity check and rebuild every derived table from events")
     common(ver)
+    bk = jsub.add_parser("backup", help="copy the journal to PATH (a new file, or a directory) through "
+                         "SQLite's online backup API, safe while the bot runs; the copy is verified")
+    bk.add_argument("path", metavar="PATH", help="a new file (never overwritten) or an existing directory")
+    common(bk)
 
     sb = sub.add_parser("sandbox", help="serve a local SmartAPI sandbox (synthetic market, paper "
                         "matching) on 127.0.0.1 for rehearsals and end-to-end tests")
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             # a read-only look at a named journal needs no config (run from any directory)
             if args.command == "status":
                 return _status(Path(args.journal), args.day, args.json)
-            return _verify(Path(args.journal))
+            return _journal_action(args, Path(args.journal))
         cfg, journal_path = _load(args)
         logging.getLogger().setLevel(cfg.bot.log_level)
         if args.command == "sandbox":
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return _status(journal_path, args.day, args.json)
         if args.command == "journal":
-            return _verify(journal_path)
+            return _journal_action(args, journal_path)
         if args.command == "halt":
             kill = journal_path.with_name("KILL")
             try:
@@ -253,6 +257,16 @@ def _status(journal_path: Path, day: date | None, as_json: bool) -> int:
             raise JournalCorrupt(f"journal {journal_path}: cannot build the status of {day}: {exc}; "
                                  f"run `rustro journal verify`") from None
     print(json.dumps(status, default=str, indent=2) if as_json else report.render(status))
+    return EXIT_OK
+
+
+def _journal_action(args, journal_path: Path) -> int:
+    if args.journal_command != "backup":
+        return _verify(journal_path)
+    from .backup import backup_journal
+    r = backup_journal(journal_path, args.path)  # BackupError is a JournalError: exit 3
+    print(f"journal {journal_path} backed up to {r.path}: {r.events} events (last #{r.last_seq}), "
+          f"{r.bytes} bytes, verified (integrity, application_id) in {r.seconds:.2f} s")
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import idle
 from . import machine as m
 from .calendar import TradingCalendar, at, unknown_year_warning
+from .backup import backup_at_close
 from .journal import JournalFull
 from .recovery import rebuild
 
@@ -243,6 +244,7 @@ class TradingDay:
         self.journal.record("day_summary", summary, day=self.day)
         self._fire("close", "market closed" if not summary.get("open_positions")
                    else "market closed with positions still open")
+        backup_at_close(self.cfg, self.journal, self.day)  # optional; journaled, never raises
 
     # --- kill switch -----------------------------------------------------------------------
     def _kill_switch(self) -> None:
