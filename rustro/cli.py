@@ -1,9 +1,10 @@
-"""Command line: run, status, check-config, journal verify, halt.
+"""Command line: run, status, check-config, journal verify|backup, halt, doctor.
 
 Exit codes: 0 ok; 2 bad configuration or usage; 3 journal refused (locked, corrupt, missing, not a
 rustro journal, unreadable or read-only, disk full);
 4 the day ran but journaled job errors; 5 broker credentials missing or broker refused;
 6 the disk filled mid-day: the reserve was released, positions flattened, the run stopped.
+`doctor` exits 1 when any check FAILs (0 with only OK and WARN lines).
 """
 from __future__ import annotations
 
@@ -113,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
 
     halt = sub.add_parser("halt", help="kill switch: the running bot exits all positions and halts")
     common(halt)
+
+    doc = sub.add_parser("doctor", help="check this machine before a trading day (OK / WARN / FAIL "
+                         "lines; exit 1 on any FAIL)")
+    common(doc)
+    dmodes = doc.add_mutually_exclusive_group()
+    for name in ("sim", "paper", "live"):
+        dmodes.add_argument(f"--{name}", dest="mode", action="store_const", const=name,
+                            help=f"check for a {name} day (default: the mode `run` would choose)")
     return p
 
 
@@ -160,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "status":
                 return _status(Path(args.journal), args.day, args.json)
             return _journal_action(args, Path(args.journal))
+        if args.command == "doctor":
+            return _doctor(args)
         cfg, journal_path = _load(args)
         logging.getLogger().setLevel(cfg.bot.log_level)
         if args.command == "sandbox":
@@ -258,6 +269,14 @@ def _status(journal_path: Path, day: date | None, as_json: bool) -> int:
                                  f"run `rustro journal verify`") from None
     print(json.dumps(status, default=str, indent=2) if as_json else report.render(status))
     return EXIT_OK
+
+
+def _doctor(args) -> int:
+    from . import doctor
+    from .doctor_facts import diagnose
+    findings = diagnose(args.config, args.journal, args.mode)
+    print(doctor.render(findings))
+    return doctor.exit_code(findings)
 
 
 def _journal_action(args, journal_path: Path) -> int:
