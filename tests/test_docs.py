@@ -124,3 +124,27 @@ def test_nothing_points_outside_the_repository():
         if path.is_file() and pattern.search(path.read_text(encoding="utf-8", errors="replace")):
             offenders.append(str(path.relative_to(REPO)))
     assert offenders == []
+
+
+def test_the_audit_queries_of_operations_md_run_on_a_sim_day(tmp_path):
+    """Every ```sql block of operations.md runs on the journal of the day it was written from, and
+    the trades it shows are the ones that day makes."""
+    import sqlite3
+    from conftest import run_cli
+    journal = tmp_path / "x.sqlite"
+    r = run_cli("run", "--sim", "--date", "2026-10-14", "--journal", journal, "--quiet")
+    assert r.returncode == 0, r.stderr
+    text = (DOCS / "operations.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sql\n(.*?)```", text, re.S)
+    statements = [s.strip() for b in blocks for s in b.split(";") if s.strip()]
+    assert len(statements) >= 12
+    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        results = {s: conn.execute(s).fetchall() for s in statements}
+    finally:
+        conn.close()
+    trades = next(rows for s, rows in results.items() if "FROM v_trades" in s)
+    assert [(t[1], t[6], t[9]) for t in trades] == [("NIFTY19OCT2625950CE", "trailing_stop", 8424.01),
+                                                   ("NIFTY19OCT2626000CE", "trailing_stop", 811.59)]
+    for row in trades:  # as printed in the document
+        assert f"{row[1]}  {row[2]}  {row[3]}" in text

@@ -267,3 +267,19 @@ def test_cli_a_fail_exits_1(tmp_path, server):
     assert "4321" not in r.stdout + r.stderr
     ok = run_cli("doctor", "--sim", "--config", write_config(tmp_path, url), cwd=tmp_path)
     assert "FAIL  static ip" not in ok.stdout and "WARN  static ip" in ok.stdout
+
+
+@pytest.mark.parametrize("raw,message", [
+    ({"broker": {"static_ip": "203.0.113"}}, "broker.static_ip: must be an IPv4 or IPv6 address"),
+    ({"doctor": {"clock_warn_sec": 5.0, "clock_fail_sec": 5.0}}, "doctor.clock_warn_sec: must be below"),
+    ({"doctor": {"public_ip_url": "ftp://x"}}, "doctor.public_ip_url: must start with http://"),
+    ({"doctor": {"timeout_sec": 0}}, "doctor.timeout_sec: must be > 0"),
+    ({"journal": {"backup_keep": -1}}, "journal.backup_keep: must be >= 0"),
+    ({"journal": {"backup_dir": "  "}}, "journal.backup_dir: must name a directory"),
+])
+def test_operations_keys_are_checked(raw, message):
+    from rustro.config import ConfigError
+    with pytest.raises(ConfigError) as exc:
+        parse_config(raw)
+    assert str(exc.value).startswith(message)
+    assert parse_config({"broker": {"static_ip": "2001:db8::1"}}).broker.static_ip == "2001:db8::1"
