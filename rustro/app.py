@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from .calendar import TradingCalendar, at
+from .calendar import TradingCalendar, at, require_known_year
 from .clock import AcceleratedClock, VirtualClock, WallClock
 from .config import Config
 from .credentials import Secrets
@@ -79,6 +79,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
     (see `_idle_probe`); the default skips the provably idle ones."""
     cal = TradingCalendar.from_config(cfg)
     clock, day = _clock_and_day(cfg, cal, mode, day, clock_file)
+    require_known_year(cal, day, mode, cfg.calendar.allow_unknown_year)  # before the journal opens
     forbidden = (secrets.api_key, secrets.client_code, secrets.mpin, secrets.totp_secret)
     owned = journal is None
     if owned:

@@ -28,12 +28,23 @@ def shipped_holidays() -> dict[date, str]:
     return out
 
 
+@lru_cache(maxsize=1)
+def shipped_years() -> frozenset[int]:
+    """The years holidays.toml has a table for: the years whose holidays are known."""
+    text = resources.files("rustro").joinpath("data/holidays.toml").read_text(encoding="utf-8")
+    return frozenset(int(year) for year in tomllib.loads(text))
+
+
 class TradingCalendar:
     def __init__(self, extra_holidays=(), extra_trading_days=(), holidays: dict | None = None):
         self.holidays = dict(shipped_holidays() if holidays is None else holidays)
         for d in extra_holidays:
             self.holidays.setdefault(d, "holiday (config calendar.extra_holidays)")
         self.special_sessions = set(extra_trading_days)
+        # A year is known when its holiday list was given: a table in holidays.toml (or the dates
+        # passed in), or at least one calendar.extra_holidays day in it (the user took it over).
+        known = shipped_years() if holidays is None else {d.year for d in holidays}
+        self.known_years = frozenset(known) | {d.year for d in extra_holidays}
 
     @classmethod
     def from_config(cls, cfg) -> "TradingCalendar":
@@ -48,6 +59,14 @@ class TradingCalendar:
         if d.weekday() >= 5:
             return f"weekend ({WEEKDAY_NAMES[d.weekday()]})"
         return None
+
+    def covers(self, d: date) -> bool:
+        """Whether the holidays of `d`'s year are known; outside them every weekday looks open."""
+        return d.year in self.known_years
+
+    def unknown_years(self, start: date, end: date) -> list[int]:
+        """The years in [start, end] without holiday data, ascending."""
+        return [y for y in range(start.year, end.year + 1) if y not in self.known_years]
 
     def is_trading_day(self, d: date) -> bool:
         return self.closed_reason(d) is None
@@ -119,3 +138,26 @@ def dte(today: date, expiry: date) -> int:
 def at(d: date, t: time) -> datetime:
     """The IST instant of wall time `t` on trading date `d`."""
     return datetime.combine(d, t, tzinfo=IST)
+
+
+def unknown_year_warning(d: date) -> str:
+    """What to tell the user about a day whose year has no holiday data."""
+    return (f"no NSE holiday data for {d.year}: every weekday of it looks like a trading day; add "
+            f"the year's holidays to rustro/data/holidays.toml or calendar.extra_holidays")
+
+
+COVERAGE_DAYS = 30  # check-config and doctor look this far ahead for a year without holidays
+
+
+def coverage_warnings(cal: TradingCalendar, today: date, days: int = COVERAGE_DAYS) -> list[str]:
+    """One warning per year of [today, today + days] without holiday data."""
+    return [unknown_year_warning(date(y, 1, 1)) for y in cal.unknown_years(today, today + timedelta(days=days))]
+
+
+def require_known_year(cal: TradingCalendar, d: date, mode: str, allow_unknown_year: bool) -> None:
+    """`run --live` trades real money only on a day whose holidays are known (a holiday taken for
+    a trading day would log in, and send orders, into a closed market)."""
+    if mode == "live" and not cal.covers(d) and not allow_unknown_year:
+        from .config import ConfigError
+        raise ConfigError(f"calendar.allow_unknown_year: {unknown_year_warning(d)}; run --live "
+                          f"refuses {d} (set calendar.allow_unknown_year = true to trade it anyway)")

@@ -1,9 +1,10 @@
-"""Command line: run, status, check-config, journal verify, halt.
+"""Command line: run, status, check-config, journal verify|backup, halt, doctor.
 
 Exit codes: 0 ok; 2 bad configuration or usage; 3 journal refused (locked, corrupt, missing, not a
 rustro journal, unreadable or read-only, disk full);
 4 the day ran but journaled job errors; 5 broker credentials missing or broker refused;
 6 the disk filled mid-day: the reserve was released, positions flattened, the run stopped.
+`doctor` exits 1 when any check FAILs (0 with only OK and WARN lines).
 """
 from __future__ import annotations
 
@@ -93,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     jsub = jv.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
     ver = jsub.add_parser("verify", help="integrity check and rebuild every derived table from events")
     common(ver)
+    bk = jsub.add_parser("backup", help="copy the journal to PATH (a new file, or a directory) through "
+                         "SQLite's online backup API, safe while the bot runs; the copy is verified")
+    bk.add_argument("path", metavar="PATH", help="a new file (never overwritten) or an existing directory")
+    common(bk)
 
     sb = sub.add_parser("sandbox", help="serve a local SmartAPI sandbox (synthetic market, paper "
                         "matching) on 127.0.0.1 for rehearsals and end-to-end tests")
@@ -109,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
 
     halt = sub.add_parser("halt", help="kill switch: the running bot exits all positions and halts")
     common(halt)
+
+    doc = sub.add_parser("doctor", help="check this machine before a trading day (OK / WARN / FAIL "
+                         "lines; exit 1 on any FAIL)")
+    common(doc)
+    dmodes = doc.add_mutually_exclusive_group()
+    for name in ("sim", "paper", "live"):
+        dmodes.add_argument(f"--{name}", dest="mode", action="store_const", const=name,
+                            help=f"check for a {name} day (default: the mode `run` would choose)")
     return p
 
 
@@ -155,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             # a read-only look at a named journal needs no config (run from any directory)
             if args.command == "status":
                 return _status(Path(args.journal), args.day, args.json)
-            return _verify(Path(args.journal))
+            return _journal_action(args, Path(args.journal))
+        if args.command == "doctor":
+            return _doctor(args)
         cfg, journal_path = _load(args)
         logging.getLogger().setLevel(cfg.bot.log_level)
         if args.command == "sandbox":
@@ -168,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return _status(journal_path, args.day, args.json)
         if args.command == "journal":
-            return _verify(journal_path)
+            return _journal_action(args, journal_path)
         if args.command == "halt":
             kill = journal_path.with_name("KILL")
             try:
@@ -189,8 +204,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_config(cfg, path) -> int:
     from dataclasses import asdict
+    from .calendar import TradingCalendar, coverage_warnings
+    from .clock import WallClock
     print(f"{path}: OK")
     print(json.dumps(asdict(cfg), default=str, indent=2))
+    for text in coverage_warnings(TradingCalendar.from_config(cfg), WallClock().now().date()):
+        print(f"warning: calendar: {text}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -249,6 +268,24 @@ def _status(journal_path: Path, day: date | None, as_json: bool) -> int:
             raise JournalCorrupt(f"journal {journal_path}: cannot build the status of {day}: {exc}; "
                                  f"run `rustro journal verify`") from None
     print(json.dumps(status, default=str, indent=2) if as_json else report.render(status))
+    return EXIT_OK
+
+
+def _doctor(args) -> int:
+    from . import doctor
+    from .doctor_facts import diagnose
+    findings = diagnose(args.config, args.journal, args.mode)
+    print(doctor.render(findings))
+    return doctor.exit_code(findings)
+
+
+def _journal_action(args, journal_path: Path) -> int:
+    if args.journal_command != "backup":
+        return _verify(journal_path)
+    from .backup import backup_journal
+    r = backup_journal(journal_path, args.path)  # BackupError is a JournalError: exit 3
+    print(f"journal {journal_path} backed up to {r.path}: {r.events} events (last #{r.last_seq}), "
+          f"{r.bytes} bytes, verified (integrity, application_id) in {r.seconds:.2f} s")
     return EXIT_OK
 
 

@@ -83,6 +83,7 @@ class SessionConfig:
 class CalendarConfig:
     extra_holidays: tuple[date, ...] = ()
     extra_trading_days: tuple[date, ...] = ()
+    allow_unknown_year: bool = False  # run --live on a day of a year without holiday data
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ class BrokerConfig:
     timeout_sec: float = pos(120, default=10.0)
     quote_per_sec: int = pos(50, default=1)
     token_cache: str = ".token_cache.json"
+    static_ip: str = ""  # the public IP registered with Angel One for API orders (SEBI); "" = not set
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,21 @@ class PaperConfig:
     allow_short: bool = True  # like Angel: a SELL beyond the long is accepted if margin allows
     short_margin_per_unit: float = nonneg(1_000_000, default=2000.0)  # rupees per unit short; 0 = none
     book_lag_sec: float = nonneg(600, default=0.0)  # books show an order this long after placement
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    backup_dir: str = ""  # "" = no backup at the close; relative = beside the journal
+    backup_keep: int = nonneg(100_000, default=10)  # newest close backups kept; 0 = keep all
+
+
+@dataclass(frozen=True)
+class DoctorConfig:
+    public_ip_url: str = "https://api.ipify.org"  # answers the caller's public IP as plain text
+    timeout_sec: float = pos(60, default=5.0)
+    min_free_mb: float = nonneg(1_000_000, default=200.0)  # free disk wanted beyond the journal reserve
+    clock_warn_sec: float = pos(3600, default=1.5)
+    clock_fail_sec: float = pos(3600, default=5.0)
 
 
 SIM_MIN_SPEED = 1.0
@@ -243,6 +260,8 @@ class Config:
     broker: BrokerConfig = BrokerConfig()
     paper: PaperConfig = PaperConfig()
     sim: SimConfig = SimConfig()
+    journal: JournalConfig = JournalConfig()
+    doctor: DoctorConfig = DoctorConfig()
 
     def underlying(self, name: str) -> UnderlyingConfig:
         for u in self.underlyings:

@@ -113,9 +113,28 @@ def _check_order_ladder(cfg: Config) -> None:
                           f"got {list(o.ladder_backoff_sec)}")
 
 
+def _check_operations(cfg: Config) -> None:
+    """[broker] static_ip, [journal] backups and [doctor]."""
+    import ipaddress
+    ip = cfg.broker.static_ip
+    if ip:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ConfigError(f"broker.static_ip: must be an IPv4 or IPv6 address or \"\", got {ip!r}") from None
+    if cfg.journal.backup_dir and not cfg.journal.backup_dir.strip():
+        raise ConfigError(f"journal.backup_dir: must name a directory or be \"\", got {cfg.journal.backup_dir!r}")
+    d = cfg.doctor
+    if not d.public_ip_url.startswith(("http://", "https://")):
+        raise ConfigError(f"doctor.public_ip_url: must start with http:// or https://, got {d.public_ip_url!r}")
+    if not d.clock_warn_sec < d.clock_fail_sec:
+        raise ConfigError(f"doctor.clock_warn_sec: must be below doctor.clock_fail_sec "
+                          f"({d.clock_fail_sec}), got {d.clock_warn_sec}")
+
+
 # In this order: the first rule a config breaks is the one its error names.
 _CHECKS = (_check_session, _check_files_and_urls, _check_choices, _check_underlyings,
-           _check_threshold_pairs, _check_order_ladder)
+           _check_threshold_pairs, _check_order_ladder, _check_operations)
 
 
 def cross_checks(cfg: Config) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import idle
 from . import machine as m
-from .calendar import TradingCalendar, at
+from .calendar import TradingCalendar, at, unknown_year_warning
+from .backup import backup_at_close
 from .journal import JournalFull
 from .recovery import rebuild
 
@@ -151,6 +152,8 @@ class TradingDay:
     def job_pre_open(self) -> None:
         if self.machine.state != m.PRE_OPEN:
             return
+        if not self.svc.calendar.covers(self.day):
+            self._warn_unknown_year()
         closed = self.svc.calendar.closed_reason(self.day)
         if closed:
             self.journal.record("holiday", {"reason": closed}, day=self.day)
@@ -158,6 +161,14 @@ class TradingDay:
             return
         if self.svc.desk is not None and not self.svc.desk.pre_open_done:
             self.svc.desk.pre_open()
+
+    def _warn_unknown_year(self) -> None:
+        """Once a day: the holidays of this year are unknown, so a holiday may look open."""
+        if not self.journal.events(self.day, kinds=("calendar_unknown_year",)):
+            text = unknown_year_warning(self.day)
+            log.warning("%s", text)
+            self.journal.record("calendar_unknown_year", {"year": self.day.year, "warning": text},
+                                day=self.day)
 
     def job_market_open(self) -> None:
         if self.machine.state == m.PRE_OPEN:
@@ -233,6 +244,7 @@ class TradingDay:
         self.journal.record("day_summary", summary, day=self.day)
         self._fire("close", "market closed" if not summary.get("open_positions")
                    else "market closed with positions still open")
+        backup_at_close(self.cfg, self.journal, self.day)  # optional; journaled, never raises
 
     # --- kill switch -----------------------------------------------------------------------
     def _kill_switch(self) -> None:
