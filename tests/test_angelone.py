@@ -954,6 +954,16 @@ def test_connect_builds_one_shared_session_from_config(tmp_path):
     assert broker.name == "angelone"
 
 
+def test_the_registered_static_ip_is_the_public_ip_header(tmp_path):
+    from dataclasses import replace
+    cfg = Config()
+    cfg = replace(cfg, broker=replace(cfg.broker, static_ip="203.0.113.7"))
+    broker, _ = connect(cfg, SECRETS, VirtualClock(T0), home=tmp_path)
+    assert broker.session._fixed_headers["X-ClientPublicIP"] == "203.0.113.7"
+    default, _ = connect(Config(), SECRETS, VirtualClock(T0), home=tmp_path)
+    assert default.session._fixed_headers["X-ClientPublicIP"] != "203.0.113.7"
+
+
 def test_build_angel_journals_broker_events(tmp_path):
     class Journal:
         path = tmp_path / "journal.sqlite"

@@ -282,8 +282,10 @@ def connect(cfg: Config, secrets: Secrets, clock: Clock, on_event: EventSink | N
     b, home = cfg.broker, Path(home)
     # 50 ms on every wait: our send time is not the gateway's arrival time
     limiter = rl.RateLimiter(clock, rl.default_limits(b.quote_per_sec), margin=0.05)
+    # Angel wants the caller's public IP in a header; the registered static IP is that address
+    ip = {"public_ip": b.static_ip} if b.static_ip else {}
     session = SmartApiSession(b.base_url, secrets, clock, limiter, b.timeout_sec,
-                              token_cache_path=home / b.token_cache, on_event=on_event)
+                              token_cache_path=home / b.token_cache, on_event=on_event, **ip)
     return AngelOneBroker(session), AngelOneMarketData(
         session, b.instrument_master_url, home / "cache",
         underlyings=tuple(u.name for u in cfg.underlyings))
