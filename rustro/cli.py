@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(Path(args.journal))
         cfg, journal_path = _load(args)
         logging.getLogger().setLevel(cfg.bot.log_level)
+        from .credentials import Secrets
+        from .logs import setup as setup_logs
+        setup_logs(cfg, Secrets.from_env())  # [log] format and level; secrets masked in every line
         if args.command == "sandbox":
             from .sandbox import main as sandbox_main
             return sandbox_main(cfg, args)

@@ -224,6 +224,36 @@ class SimConfig:
     speed: float = nonneg(100_000, default=0.0)  # 0 = as fast as the CPU allows; N (>= 1) = N x wall time
 
 
+# --- notifications and logs (rustro/notify*.py, rustro/logs.py) ----------------------------------
+NOTIFY_HEARTBEAT_METHODS = ("GET", "POST")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    urls: tuple[str, ...] = ()          # apprise URLs; needs the notify extra when not empty
+    day_start: bool = True              # per-kind switches (docs/notifications.md)
+    fills: bool = True
+    breakers: bool = True
+    job_errors: bool = True
+    reconciliation: bool = True
+    restarts: bool = True
+    stops: bool = True
+    day_summary: bool = True
+    max_per_minute: int = rng(1, 600, default=20)     # rate limit over every kind
+    timeout_sec: float = rng(0.5, 60, default=5.0)    # connect and read timeout of one send
+    queue_size: int = rng(1, 10_000, default=100)     # messages waiting for the sender thread
+    heartbeat_url: str = ""             # "" = no heartbeat; else http(s) URL pinged while running
+    heartbeat_minutes: float = rng(0.1, 60, default=5.0)
+    heartbeat_method: str = "GET"       # GET | POST
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str = "text"  # text | json (one JSON object a line)
+    level: str = ""       # "" = bot.log_level; else DEBUG | INFO | WARNING | ERROR, any case
+
+
 @dataclass(frozen=True)
 class Config:
     bot: BotConfig = BotConfig()
@@ -243,6 +273,8 @@ class Config:
     broker: BrokerConfig = BrokerConfig()
     paper: PaperConfig = PaperConfig()
     sim: SimConfig = SimConfig()
+    notify: NotifyConfig = NotifyConfig()
+    log: LogConfig = LogConfig()
 
     def underlying(self, name: str) -> UnderlyingConfig:
         for u in self.underlyings:
