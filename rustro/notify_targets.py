@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+import re
 
 from .config import ConfigError
 
@@ -26,27 +26,28 @@ def _apprise(key: str):
     return apprise
 
 
+def _host(url: str) -> str:
+    """The host of a URL when it looks like one (a dotted name, an IP, localhost), else ''."""
+    netloc = url.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    host = netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+    return host if ("." in host or host == "localhost") else ""
+
+
 def label(url: str) -> str:
-    """scheme://host of a URL, without user, password, path or query (they may hold a token)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(unparsable URL)"
-    return f"{parts.scheme or '?'}://{host}{port}"
+    """scheme://host of a URL, without user, password, port, path or query: they may hold a token
+    (a Telegram URL's 'host' is the bot's token, so a host that is no host name is not shown)."""
+    scheme = url.split("://", 1)[0] if "://" in url else "?"
+    return f"{scheme}://{_host(url) or '...'}"
 
 
 def url_secrets(url: str) -> list[str]:
-    """The parts of a URL that may be credentials: user, password, path segments and query values
-    of 6 characters or more (a Telegram token, a webhook key, a healthchecks UUID)."""
-    try:
-        parts = urlsplit(url)
-        found = [parts.username or "", parts.password or ""]
-    except ValueError:
-        return [url]
-    found += parts.path.split("/") + [v for _, v in parse_qsl(parts.query)]
-    return [s for s in found if len(s) >= 6]
+    """The parts of a URL that may be credentials: every piece between its separators of 6
+    characters or more, except its host name (a Telegram token, a webhook key, a healthchecks
+    UUID, a password)."""
+    host = _host(url)
+    rest = url.split("://", 1)[-1]
+    pieces = re.split(r"[/@:?&=#]", rest)
+    return [p for p in pieces if len(p) >= 6 and p != host]
 
 
 def check_urls(urls: tuple[str, ...]) -> None:
