@@ -35,6 +35,11 @@ def _rupees(x) -> str:
     return f"Rs {float(x):,.2f}"
 
 
+def _px(x) -> str:
+    """A price as the exchange quotes it (2 decimals; the tick is 0.05)."""
+    return f"{float(x):.2f}" if isinstance(x, (int, float)) else str(x)
+
+
 def _signed(x) -> str:
     return f"{'+' if float(x) >= 0 else '-'}Rs {abs(float(x)):,.2f}"
 
@@ -54,8 +59,8 @@ def _entry(day, p, ctx):
     ctx.positions[p.get("position_id", "")] = {"symbol": p.get("symbol"), "quantity": p.get("quantity")}
     how = f"adopted: {p['adopted']}" if p.get("adopted") else f"{p.get('underlying')} {p.get('option_type')} entry"
     return Message("fills", f"rustro {day}: BUY {p.get('symbol')}",
-                   f"entry filled: BUY {p.get('symbol')} x{p.get('quantity')} @ {p.get('entry_price')} "
-                   f"({how}); stop {p.get('hard_stop')}", "success")
+                   f"entry filled: BUY {p.get('symbol')} x{p.get('quantity')} @ {_px(p.get('entry_price'))} "
+                   f"({how}); stop {_px(p.get('hard_stop'))}", "success")
 
 
 def _exit(day, p, ctx):
@@ -64,7 +69,7 @@ def _exit(day, p, ctx):
     qty = f" x{pos['quantity']}" if pos.get("quantity") else ""
     net = float(p.get("net_pnl") or 0)
     return Message("fills", f"rustro {day}: SELL {symbol} {_signed(net)}",
-                   f"exit filled: SELL {symbol}{qty} @ {p.get('exit_price')}, reason {p.get('reason')}; "
+                   f"exit filled: SELL {symbol}{qty} @ {_px(p.get('exit_price'))}, reason {p.get('reason')}; "
                    f"P&L net {_signed(net)} (gross {_signed(p.get('gross_pnl') or 0)}, "
                    f"costs {_rupees(p.get('costs') or 0)})", "success" if net >= 0 else "warning")
 

@@ -38,7 +38,7 @@ def test_entry_then_exit_name_symbol_qty_price_reason_and_pnl():
               "costs": 120.4, "net_pnl": -4117.9}
     m = message_for(ev("position_closed", closed), c)
     assert m.title == "rustro 2026-10-14: SELL NIFTY20OCT2625000CE -Rs 4,117.90"
-    assert m.body == ("exit filled: SELL NIFTY20OCT2625000CE x650 @ 95.2, reason trailing_stop; "
+    assert m.body == ("exit filled: SELL NIFTY20OCT2625000CE x650 @ 95.20, reason trailing_stop; "
                       "P&L net -Rs 4,117.90 (gross -Rs 3,997.50, costs Rs 120.40)")
     assert m.level == "warning"
 
@@ -46,7 +46,7 @@ def test_entry_then_exit_name_symbol_qty_price_reason_and_pnl():
 def test_exit_of_a_position_this_run_never_saw_opening_names_its_id():
     m = message_for(ev("position_closed", {"position_id": "p9", "exit_price": 10, "reason": "eod",
                                            "net_pnl": 5, "gross_pnl": 6, "costs": 1}), ctx())
-    assert "SELL p9 @ 10" in m.body and "+Rs 5.00" in m.body
+    assert "SELL p9 @ 10.00" in m.body and "+Rs 5.00" in m.body
 
 
 def test_adopted_position_says_so():
