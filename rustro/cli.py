@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 def _check_config(cfg, path) -> int:
     from dataclasses import asdict
     print(f"{path}: OK")
-    print(json.dumps(asdict(cfg), default=str, indent=2))
+    from .notify_targets import hide_urls  # a notify URL may hold a token
+    print(json.dumps(hide_urls(asdict(cfg)), default=str, indent=2))
     return EXIT_OK
 
 

@@ -50,6 +50,17 @@ def url_secrets(url: str) -> list[str]:
     return [p for p in pieces if len(p) >= 6 and p != host]
 
 
+def hide_urls(config: dict) -> dict:
+    """The config as a dict (check-config prints it) with every notify URL shown as its label."""
+    n = dict(config.get("notify") or {})
+    if n:
+        n["urls"] = [f"{label(u)} (rest hidden)" for u in n.get("urls", ())]
+        if n.get("heartbeat_url"):
+            n["heartbeat_url"] = f"{label(n['heartbeat_url'])} (rest hidden)"
+        config = {**config, "notify": n}
+    return config
+
+
 def check_urls(urls: tuple[str, ...]) -> None:
     """Every URL must be one apprise understands (the error names its index and scheme only)."""
     apprise = _apprise("notify.urls")

@@ -232,3 +232,15 @@ def test_bad_notify_and_log_values_are_refused_by_key():
 def test_defaults_send_nothing():
     cfg = Config()
     assert cfg.notify.urls == () and cfg.notify.heartbeat_url == "" and cfg.log.format == "text"
+
+
+def test_check_config_prints_no_notify_token(tmp_path):
+    from conftest import run_cli
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[notify]\nurls = ["json://127.0.0.1:9/hook-tok3nSecret"]\n'
+                   'heartbeat_url = "https://hc-ping.example/0b4c1d2e-feed"\n')
+    r = run_cli("check-config", "--config", cfg)
+    assert r.returncode == 0, r.stderr
+    assert '"json://127.0.0.1 (rest hidden)"' in r.stdout
+    assert '"https://hc-ping.example (rest hidden)"' in r.stdout
+    assert "tok3nSecret" not in r.stdout + r.stderr and "0b4c1d2e" not in r.stdout
