@@ -18,6 +18,7 @@ from .config import Config
 from .credentials import Secrets
 from .engine import Services, TradingDay
 from .journal import Journal
+from .notify import attach as attach_notifier
 from .scheduler import LiveDriver, SimDriver, day_plan
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
                                reserve_mb=0 if mode == "sim" else cfg.bot.journal_reserve_mb)
     else:
         journal.clock = clock
-    svc = None
+    svc = notifier = None
     try:
         if mode == "sim" and not clock_file:
             clock = _resume_clock(cfg, clock, journal, day)
@@ -101,6 +102,8 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
             build_desk(svc, day, secrets)
         _crash_seams(journal, svc.broker)
         tday = TradingDay(svc, day)
+        if owned:  # a backtest (a journal handed in) sends nothing
+            notifier = attach_notifier(cfg, mode, secrets, tday)
         driver_box: list = []
 
         def on_signal(signum, _frame):
@@ -112,6 +115,8 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             tday.startup()
+            if notifier is not None:
+                notifier.after_job("startup", False)  # a restart is told before the first job
             driver = _driver(cfg, mode, clock, tday, day, virtual=mode == "sim" or bool(clock_file))
             driver_box.append(driver)
             jobs = 0 if tday.done else driver.run()
@@ -122,6 +127,8 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
                 signal.signal(s, h)
         return RunResult(day, tday.machine.state, jobs, tday.job_errors, tday.shutdown_requested)
     finally:
+        if notifier is not None:
+            notifier.close()  # bounded wait for the sender; journals what failed
         try:
             if svc is not None and hasattr(svc.broker, "close"):
                 svc.broker.close()  # the paper broker's own database

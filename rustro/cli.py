@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             return _doctor(args)
         cfg, journal_path = _load(args)
         logging.getLogger().setLevel(cfg.bot.log_level)
+        from .credentials import Secrets
+        from .logs import setup as setup_logs
+        setup_logs(cfg, Secrets.from_env())  # [log] format and level; secrets masked in every line
         if args.command == "sandbox":
             from .sandbox import main as sandbox_main
             return sandbox_main(cfg, args)
@@ -207,7 +210,8 @@ def _check_config(cfg, path) -> int:
     from .calendar import TradingCalendar, coverage_warnings
     from .clock import WallClock
     print(f"{path}: OK")
-    print(json.dumps(asdict(cfg), default=str, indent=2))
+    from .notify_targets import hide_urls  # a notify URL may hold a token
+    print(json.dumps(hide_urls(asdict(cfg)), default=str, indent=2))
     for text in coverage_warnings(TradingCalendar.from_config(cfg), WallClock().now().date()):
         print(f"warning: calendar: {text}", file=sys.stderr)
     return EXIT_OK

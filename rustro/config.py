@@ -12,49 +12,16 @@ import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from .config_fields import MAX_INT64, ConfigError, frac, nonneg, pct, pos, rng  # noqa: F401
+from .config_ops import (LOG_FORMATS, NOTIFY_HEARTBEAT_METHODS, DoctorConfig,  # noqa: F401
+                         JournalConfig, LogConfig, NotifyConfig)
 
 UNKNOWN_POSITION_POLICIES = ("halt", "adopt", "flatten")
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message starts with the key path."""
-
-
-def _rng(lo=None, hi=None, lo_open=False, hi_open=False):
-    return {"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open}
-
-
-def rng(lo, hi, **kw):
-    """A field that must lie in [lo, hi]."""
-    return field(metadata=_rng(lo, hi), **kw)
-
-
-def pos(hi, **kw):
-    """A field that must be > 0 and <= hi."""
-    return field(metadata=_rng(0, hi, lo_open=True), **kw)
-
-
-def nonneg(hi, **kw):
-    """A field that must be >= 0 and <= hi."""
-    return field(metadata=_rng(0, hi), **kw)
-
-
-def pct(hi=100, **kw):
-    """A percentage in (0, hi]."""
-    return field(metadata=_rng(0, hi, lo_open=True), **kw)
-
-
-def frac(**kw):
-    """A fraction in [0, 1)."""
-    return field(metadata=_rng(0, 1, hi_open=True), **kw)
-
-
-MAX_INT64 = 2**63 - 1  # SQLite's largest integer: a seed is journaled
 
 
 @dataclass(frozen=True)
@@ -217,21 +184,6 @@ class PaperConfig:
     book_lag_sec: float = nonneg(600, default=0.0)  # books show an order this long after placement
 
 
-@dataclass(frozen=True)
-class JournalConfig:
-    backup_dir: str = ""  # "" = no backup at the close; relative = beside the journal
-    backup_keep: int = nonneg(100_000, default=10)  # newest close backups kept; 0 = keep all
-
-
-@dataclass(frozen=True)
-class DoctorConfig:
-    public_ip_url: str = "https://api.ipify.org"  # answers the caller's public IP as plain text
-    timeout_sec: float = pos(60, default=5.0)
-    min_free_mb: float = nonneg(1_000_000, default=200.0)  # free disk wanted beyond the journal reserve
-    clock_warn_sec: float = pos(3600, default=1.5)
-    clock_fail_sec: float = pos(3600, default=5.0)
-
-
 SIM_MIN_SPEED = 1.0
 
 
@@ -262,6 +214,8 @@ class Config:
     sim: SimConfig = SimConfig()
     journal: JournalConfig = JournalConfig()
     doctor: DoctorConfig = DoctorConfig()
+    notify: NotifyConfig = NotifyConfig()
+    log: LogConfig = LogConfig()
 
     def underlying(self, name: str) -> UnderlyingConfig:
         for u in self.underlyings:

@@ -11,6 +11,7 @@ from datetime import date, datetime, time, timedelta
 from .config import (LADDER_MAX_BACKOFF_SEC, LADDER_MAX_PCT, LADDER_MAX_STEPS, LOG_LEVELS, MODES,
                      SIM_MIN_SPEED, STRIKE_STEPS, UNDERLYING_NAMES, UNKNOWN_POSITION_POLICIES, Config,
                      ConfigError)
+from .config import LOG_FORMATS, NOTIFY_HEARTBEAT_METHODS
 
 
 def _check_session(cfg: Config) -> None:
@@ -132,9 +133,29 @@ def _check_operations(cfg: Config) -> None:
                           f"({d.clock_fail_sec}), got {d.clock_warn_sec}")
 
 
+def _check_notify_and_log(cfg: Config) -> None:
+    """[notify] and [log]. A notify URL is never echoed back: it may hold a token."""
+    n = cfg.notify
+    if n.heartbeat_method.upper() not in NOTIFY_HEARTBEAT_METHODS:
+        raise ConfigError(f"notify.heartbeat_method: must be one of {', '.join(NOTIFY_HEARTBEAT_METHODS)}, "
+                          f"got {n.heartbeat_method!r}")
+    if n.heartbeat_url and not n.heartbeat_url.startswith(("http://", "https://")):
+        raise ConfigError("notify.heartbeat_url: must start with http:// or https:// (or be \"\" for none)")
+    if n.urls:
+        from .notify_targets import check_urls  # imports apprise only when URLs are configured
+        check_urls(n.urls)
+    if cfg.log.format not in LOG_FORMATS:
+        raise ConfigError(f"log.format: must be one of {', '.join(LOG_FORMATS)}, got {cfg.log.format!r}")
+    level = cfg.log.level
+    if level and not (level.isascii() and level.upper() in LOG_LEVELS):
+        raise ConfigError(f"log.level: must be \"\" (= bot.log_level) or one of {', '.join(LOG_LEVELS)} "
+                          f"(any case), got {level!r}")
+
+
 # In this order: the first rule a config breaks is the one its error names.
 _CHECKS = (_check_session, _check_files_and_urls, _check_choices, _check_underlyings,
-           _check_threshold_pairs, _check_order_ladder, _check_operations)
+           _check_threshold_pairs, _check_order_ladder, _check_operations,
+           _check_notify_and_log)
 
 
 def cross_checks(cfg: Config) -> None:

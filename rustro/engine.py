@@ -50,6 +50,7 @@ class TradingDay:
         self.recovered = None
         self.longest_job: tuple[float, str, str] = (0.0, "", "")  # wall seconds, job, when
         self.phases_run: set[str] = set()  # phases run in this process (shared with the driver's agenda)
+        self.after_job: list = []  # callables (job, failed) run after every job (rustro/notify.py)
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -114,11 +115,13 @@ class TradingDay:
         if self.machine.state == m.CLOSED and job != "market_close":
             return
         started = _time.monotonic()  # a measurement of the job, not a trading decision
+        failed = False
         try:
             getattr(self, f"job_{job}")()
         except JournalFull as exc:
             self.on_disk_full(job, exc)
         except Exception as exc:  # a job failure is journaled; the next job still protects positions
+            failed = True
             self.job_errors += 1
             log.exception("job %s failed", job)
             self.journal.record("job_error", {"job": job, "error": f"{type(exc).__name__}: {exc}",
@@ -129,6 +132,8 @@ class TradingDay:
             took = _time.monotonic() - started
             if took > self.longest_job[0]:
                 self.longest_job = (round(took, 3), job, self.clock.now().isoformat())
+            for hook in self.after_job:
+                hook(job, failed)
 
     def on_disk_full(self, job: str, exc: Exception) -> None:
         """The journal cannot grow: free the space reserved at start, say so, and stop after

@@ -15,7 +15,10 @@ def _rows(journal, sql: str, day: date) -> list[dict]:
     return [dict(r) for r in journal.query(sql, (day.isoformat(),))]
 
 
-def build_status(journal, day: date) -> dict:
+def build_status(journal, day: date, now=None) -> dict:
+    """`now` (default: the wall clock) decides `missed_close` (see rustro/liveness.py)."""
+    from .clock import WallClock
+    from .liveness import close_check
     d = day.isoformat()
     state = journal.day_state(day)
     transitions = _rows(journal, "SELECT ts, src, dst, trigger, reason FROM transitions "
@@ -57,6 +60,7 @@ def build_status(journal, day: date) -> dict:
         "breakers": breakers,
         "summary": json.loads(summary[0][0]) if summary else None,
         "job_errors": errors,
+        **close_check(state, day, now or WallClock().now()),
     }
 
 
@@ -71,7 +75,8 @@ def _table(title: str, rows: list[list], headers: list[str], empty: str, numpars
 
 
 def render(status: dict) -> str:
-    out = [f"rustro status for {status['day']}: state {status['state'] or 'not started'}"]
+    out = [f"rustro status for {status['day']}: state {status['state'] or 'not started'}"
+           + (" -- MISSED CLOSE: not closed by the deadline" if status.get("missed_close") else "")]
     out.append(_table("Timeline", [[_time(t["ts"]), t["src"], t["dst"], t["trigger"], t["reason"]]
                                    for t in status["transitions"]],
                       ["time", "from", "to", "trigger", "reason"], "no transitions journaled"))

@@ -14,9 +14,6 @@ DOCS = REPO / "docs"
 STRATEGY_MD = DOCS / "strategy.md"
 # `key` (value) or `key` value: a default the text states; value a number, time, list, bool or string
 STATED = re.compile(r'`([a-z][a-z0-9_]*)`\s*\(?\s*(\[[^\]]*\]|true|false|\d{1,2}:\d{2}|"[^"]*"|\d[\d.]*)')
-# Written on another branch (issue 12, notifications); linked from operations.md already. Once that
-# branch is merged the file exists and this exemption changes nothing.
-PENDING = {DOCS / "notifications.md"}
 STRATEGY_SECTIONS = ("signal", "filters", "options", "sizing", "risk", "exits", "costs")
 
 
@@ -106,7 +103,7 @@ def test_relative_links_resolve_inside_the_repository(path):
         if not file_part:
             continue
         resolved = (path.parent / file_part).resolve()
-        assert resolved.exists() or resolved in PENDING, f"{path.name}: link {target} does not resolve"
+        assert resolved.exists(), f"{path.name}: link {target} does not resolve"
         assert REPO in resolved.parents or resolved == REPO, f"{path.name}: {target} leaves the repo"
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import pyotp
 import pytest
 
+from receiver import Receiver
+
 REPO = Path(__file__).resolve().parent.parent
 DAY = "2026-10-14"
 SPEED = 400
@@ -57,13 +59,16 @@ def _env(extra: dict) -> dict:
     return env
 
 
-def _config(src: Path, dst: Path, port: int) -> None:
-    """config.toml with the broker pointed at the sandbox (and nothing else changed)."""
+def _config(src: Path, dst: Path, port: int, extra: str = "") -> None:
+    """config.toml with the broker pointed at the sandbox (and `extra` TOML appended)."""
     url = f"http://127.0.0.1:{port}"
     text, n = re.subn(r'(?m)^base_url = .*$', f'base_url = "{url}"', src.read_text())
     text, m = re.subn(r'(?m)^instrument_master_url = .*$',
                       f'instrument_master_url = "{url}{MASTER}"', text)
     assert (n, m) == (1, 1), "config.toml no longer has [broker] base_url / instrument_master_url"
+    if extra:
+        text, k = re.subn(r"(?ms)^\[notify\]\n.*?(?=^\[)", extra, text)
+        assert k == 1, "config.toml no longer has a [notify] section followed by another"
     dst.write_text(text)
 
 
@@ -109,10 +114,10 @@ class Day:
         return set(re.findall(r"sandbox fault: (\S+) on (\S+)", self.sandbox_err))
 
 
-def _start(d: Path, faults: str, env_secrets: dict | None):
+def _start(d: Path, faults: str, env_secrets: dict | None, extra: str = ""):
     d.mkdir()
     port = _free_port()
-    _config(REPO / "config.toml", d / "config.toml", port)
+    _config(REPO / "config.toml", d / "config.toml", port, extra)
     args = [sys.executable, str(REPO / "rustro.py"), "sandbox", "--port", str(port), "--date", DAY,
             "--speed", str(SPEED), "--seed", "42", "--clock-file", str(d / "clock.json"),
             "--db", str(d / "sandbox.sqlite"), "--config", str(d / "config.toml")]
@@ -130,13 +135,14 @@ def _secrets_from_banner(text: str) -> dict:
     return found
 
 
-def _run_days(base: Path, plans: dict) -> dict[str, "Day"]:
+def _run_days(base: Path, plans: dict, extra: dict | None = None) -> dict[str, "Day"]:
     """Run every planned day at the same time (a sandbox and a bot each, in base / name); results
-    once all are done. `plans`: name -> (fault spec, sandbox credentials or None)."""
+    once all are done. `plans`: name -> (fault spec, sandbox credentials or None); `extra`: name ->
+    a [notify] section for that day's config."""
     started, bots, logs = {}, {}, []
     try:
         for name, (faults, secrets) in plans.items():
-            started[name] = _start(base / name, faults, secrets)
+            started[name] = _start(base / name, faults, secrets, (extra or {}).get(name, ""))
         for name, (proc, port, files) in started.items():
             d = base / name
             _wait_ready(proc, d / "clock.json", port, d / "sandbox.out")
@@ -172,8 +178,17 @@ def _run_days(base: Path, plans: dict) -> dict[str, "Day"]:
 
 
 @pytest.fixture(scope="module")
-def days(tmp_path_factory):
-    return _run_days(tmp_path_factory.mktemp("e2e"), PLANS)
+def receiver():
+    """The clean day's notifications and heartbeat go here (apprise's json://, a plain GET)."""
+    with Receiver() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory, receiver):
+    notify = (f'[notify]\nurls = ["{receiver.url}"]\n'
+              f'heartbeat_url = "{receiver.http_url}/hb/e2e-heartbeat-1"\n\n')
+    return _run_days(tmp_path_factory.mktemp("e2e"), PLANS, {"clean": notify})
 
 
 def _never_net_short(day: Day) -> None:
@@ -281,6 +296,28 @@ def test_clean_rehearsal_day_matches_the_sandbox_books(days):
     assert "sandbox fault" not in day.sandbox_err
     assert day.journal("SELECT COUNT(*) FROM events WHERE kind = 'login'")[0][0] == 1
     assert day.events("order_unknown") == []
+
+
+def test_clean_rehearsal_day_notifies_the_owner_in_order_without_secrets(days, receiver):
+    """Acceptance of notifications over a live rehearsal: the day start (live, broker funds), each
+    entry and exit fill, and the summary reach a local receiver in the order the journal holds
+    them; the heartbeat was pinged; no credential is in any request."""
+    msgs = receiver.messages()
+    titles = [m["title"].split(": ", 1)[1] for m in msgs]
+    assert titles[0] == "day start (live)" and titles[-1].startswith("day summary"), titles
+    assert msgs[0]["message"].startswith(f"live day {DAY}: capital Rs ")
+    day = days["clean"]
+    opened = [p["symbol"] for p in day.events("position_opened")]
+    closed = day.events("position_closed")
+    fills = [t.split(" ")[0] + " " + t.split(" ")[1] for t in titles if t.startswith(("BUY ", "SELL "))]
+    assert len(fills) == len(opened) + len(closed) and [f for f in fills if f.startswith("BUY")] == [
+        f"BUY {s}" for s in opened]
+    assert all(m["title"].startswith(f"rustro {DAY}") for m in msgs)
+    assert [q["path"] for q in receiver.requests if q["method"] == "GET"][:1] == ["/hb/e2e-heartbeat-1"]
+    text = json.dumps(receiver.requests, default=str)
+    for value in ENV_SECRETS.values():
+        assert value not in text
+    assert day.events("notify_failed") == []
 
 
 def test_faulty_rehearsal_day_still_flat_consistent_and_never_double_placed(days):
