@@ -18,6 +18,7 @@ from .config import Config
 from .credentials import Secrets
 from .engine import Services, TradingDay
 from .journal import Journal
+from .market import recorder
 from .scheduler import LiveDriver, SimDriver, day_plan
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
             build_desk(svc, day, secrets)
         _crash_seams(journal, svc.broker)
         tday = TradingDay(svc, day)
+        recorder.watch_jobs(svc, tday)  # issue 11: job instants, for replay
         driver_box: list = []
 
         def on_signal(signum, _frame):
@@ -122,6 +124,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         return RunResult(day, tday.machine.state, jobs, tday.job_errors, tday.shutdown_requested)
     finally:
         try:
+            recorder.finish(svc)  # the market-data store's last writes
             if svc is not None and hasattr(svc.broker, "close"):
                 svc.broker.close()  # the paper broker's own database
         finally:

@@ -48,6 +48,12 @@ def _backtest_args(bt: argparse.ArgumentParser) -> None:
                     help="override a config key (dotted path, TOML value), e.g. risk.max_trades_per_day=2")
     bt.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
                     help="run every combination of these values and rank them by net P&L")
+    bt.add_argument("--data", default="synthetic", metavar="synthetic|store[:PATH]",
+                    help="market data: the synthetic market (default), or the market-data store "
+                    "(default <journal>.market.sqlite; see `rustro data`)")
+    bt.add_argument("--fill-missing", default="none", choices=("none", "model"),
+                    help="a missing option quote in the store: a data gap, no entry (none, default), "
+                    "or a Black-76 price from the index and VIX, flagged on every trade (model)")
     bt.add_argument("--cluster", metavar="ADDRESS", help="run the days on an existing Dask cluster, "
                     "e.g. tcp://10.0.0.5:8786 (pip install 'rustro[cluster]')")
 

@@ -1,0 +1,282 @@
+"""`StoredMarket`: a `MarketData` served from the market-data store, as of its clock.
+
+Nothing from the clock's future: a candle is served once it is complete (and, for a recorded
+one, once the recorded bot had received it); a quote is the latest answer asked at or before the
+clock, else (no recorded quote) the close of the token's last completed minute bar. Hourly and
+daily candles missing from the store are built from its minute bars (session-aligned).
+
+A price the store does not have is a `DataGap` (a BrokerError, so the bot treats it as "market
+data unavailable": no entry) and is reported once per token per day through `on_gap` (journaled
+as a `data_gap` event). With `fill_missing="model"` a missing option quote is priced instead by
+Black-76 from the index and the VIX (rustro/market/options.py) and reported through `on_model`,
+so the backtest report flags every trade such a price touched.
+
+`window` (replay only) widens "as of the clock" to the recorded job being replayed: the
+answers the recorded bot got during that job are served in the order it got them.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from datetime import date, datetime, time, timedelta
+from typing import Callable
+
+from ..broker.base import BrokerError
+from ..calendar import at
+from ..clock import ist
+from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, Bar, Quote, round_to_tick
+from .store import MarketStore, QuoteRow, from_s, from_us, us
+
+SESSION_OPEN, SESSION_CLOSE = time(9, 15), time(15, 30)
+LENGTH = {ONE_MINUTE: timedelta(minutes=1), ONE_HOUR: timedelta(hours=1), ONE_DAY: timedelta(days=1)}
+STALE_BAR_SEC = 300   # a minute bar older than this is no quote
+VIX_TOKEN = "99926017"
+
+
+class DataGap(BrokerError):
+    """The store has no price for this token at this instant."""
+
+
+class StoredMarket:
+    def __init__(self, store: MarketStore, clock, fill_missing: str = "none",
+                 on_gap: Callable[[dict], None] | None = None,
+                 on_model: Callable[[dict], None] | None = None, rate: float = 0.065):
+        self.store, self.clock, self.fill_missing = store, clock, fill_missing
+        self.on_gap, self.on_model, self.rate = on_gap, on_model, rate
+        self._day: date | None = None
+        self._minutes: dict[str, tuple[list[int], list[tuple]]] = {}
+        self._quotes: dict[tuple[str, str], list[QuoteRow]] = {}
+        self._master: list[dict] | None = None
+        self._by_token: dict[str, dict] = {}
+        self._reported: set[tuple[str, str]] = set()
+        self.window: tuple[int, int] | None = None   # replay: [lo, hi) microseconds
+        self._served: dict[tuple, int] = {}
+
+    # --- the day's data, loaded once -------------------------------------------------------
+    def _now(self) -> datetime:
+        return ist(self.clock.now())
+
+    def _load_day(self) -> date:
+        d = self._now().date()
+        if d != self._day:
+            self._day, self._minutes, self._master = d, {}, None
+            lo = us(datetime.combine(d, time(0), tzinfo=self._now().tzinfo))
+            self._quotes = {}
+            for q in self.store.quotes(lo, lo + 86_400_000_000):
+                self._quotes.setdefault((q.token, q.kind), []).append(q)
+        return d
+
+    def _day_minutes(self, token: str) -> tuple[list[int], list[tuple]]:
+        d = self._load_day()
+        if token not in self._minutes:
+            lo = int(at(d, time(0)).timestamp())
+            rows = self.store.bars(token, ONE_MINUTE, lo, lo + 86_400)
+            self._minutes[token] = ([r[0] for r in rows], rows)
+        return self._minutes[token]
+
+    # --- instruments -------------------------------------------------------------------------
+    def instrument_master(self) -> list[dict]:
+        """The day's stored master, else every stored contract not yet expired that day."""
+        d = self._load_day()
+        if self._master is None:
+            self._master = self.store.master(d) or self.store.directory(listed_on=d)
+            self._by_token = {str(r.get("token")): r for r in self._master}
+        return self._master
+
+    # --- candles -----------------------------------------------------------------------------
+    def candles(self, exchange: str, token: str, interval: str, start: datetime,
+                end: datetime) -> list[Bar]:
+        now = self._now()
+        horizon = self.window[1] if self.window else us(now) + 1
+        lo, hi = int(ist(start).timestamp()), int(min(ist(end), now).timestamp()) + 1
+        if interval in (ONE_HOUR, ONE_DAY) and not self.store.has_bars(token, interval):
+            return self._built(token, interval, ist(start), min(ist(end), now), now)
+        step = LENGTH.get(interval, timedelta(minutes=1))
+        out = []
+        for ts, o, h, low, c, v, _oi, seen in self.store.bars(token, interval, lo, hi):
+            begin = from_s(ts)
+            if begin >= end or (seen is None and begin + step > now) or (
+                    seen is not None and seen >= horizon):
+                continue
+            out.append(Bar(begin, o, h, low, c, v))
+        return out
+
+    def _built(self, token: str, interval: str, start: datetime, end: datetime,
+               now: datetime) -> list[Bar]:
+        """Hourly or daily bars from the stored minute bars, complete ones only. The bars of
+        days before today are built once per process (`_BUILT`): history does not change."""
+        today = now.date()
+        days = [start.date() + timedelta(days=i) for i in range((end.date() - start.date()).days + 1)]
+        key = (str(self.store.path), token, interval)
+        cache = _BUILT.setdefault(key, {})
+        missing = [d for d in days if d < today and d not in cache]
+        if missing:
+            rows = self.store.bars(token, ONE_MINUTE, int(at(missing[0], time(0)).timestamp()),
+                                   int(at(min(missing[-1], today), time(0)).timestamp()) + 86_400)
+            built = _aggregate(rows, interval)
+            for d in missing:
+                cache[d] = built.get(d, [])
+            if len(cache) > _BUILT_MAX_DAYS:
+                for d in sorted(cache)[:len(cache) - _BUILT_MAX_DAYS]:
+                    del cache[d]
+        out: list[Bar] = []
+        for d in days:
+            if d < today:
+                bars = cache.get(d)
+                if bars is None:
+                    continue
+            else:
+                lo = int(at(d, time(0)).timestamp())
+                bars = _aggregate(self.store.bars(token, ONE_MINUTE, lo, lo + 86_400),
+                                  interval).get(d, [])
+            for b in bars:
+                if start <= b.start < end and _bar_end(b.start, interval) <= now:
+                    out.append(b)
+        return out
+
+    # --- prices ------------------------------------------------------------------------------
+    def _recorded(self, token: str, kind: str) -> QuoteRow | None:
+        """The recorded answer to serve now: in a replay window the n-th answer of the window
+        for the n-th ask (its last once they run out), else the latest asked before."""
+        self._load_day()
+        rows = self._quotes.get((token, kind)) or []
+        errors = self._quotes.get((token, kind + "_error")) or []
+        if errors:
+            rows = sorted(rows + errors, key=lambda q: q.asked)
+        keys = [q.asked for q in rows]
+        lo, hi = self.window if self.window else (us(self._now()) + 1, us(self._now()) + 1)
+        i0, i1 = bisect.bisect_left(keys, lo), bisect.bisect_left(keys, hi)
+        if i0 < i1:
+            n = self._served.get((token, kind), 0)
+            self._served[(token, kind)] = n + 1
+            row = rows[min(i0 + n, i1 - 1)]
+            if row.asked > us(self._now()) and hasattr(self.clock, "set"):
+                self.clock.set(from_us(row.asked))  # the virtual clock follows the recording
+        elif i0 > 0:
+            row = rows[i0 - 1]
+        else:
+            return None
+        if row.kind.endswith("_error"):
+            raise DataGap(f"{kind}: token {token} failed at this point of the recorded day")
+        return row
+
+    def begin_window(self, lo: datetime, hi: datetime) -> None:
+        self.window, self._served = (us(lo), us(hi)), {}
+
+    def _bar_close(self, token: str) -> tuple[float, datetime] | None:
+        keys, rows = self._day_minutes(token)
+        now = self._now()
+        i = bisect.bisect_right(keys, int((now - timedelta(minutes=1)).timestamp())) - 1
+        if i < 0 or rows[i][0] < now.timestamp() - STALE_BAR_SEC - 60:
+            return None
+        return rows[i][4], from_s(rows[i][0] + 60)
+
+    def _gap(self, token: str, kind: str) -> DataGap:
+        d = self._load_day()
+        if (token, kind) not in self._reported and self.on_gap is not None:
+            self._reported.add((token, kind))
+            self.instrument_master()
+            inst = self._by_token.get(token, {})
+            self.on_gap({"underlying": inst.get("name") or "market", "token": token,
+                         "symbol": inst.get("symbol", ""), "call": kind, "day": d,
+                         "reason": f"no {kind} in the market-data store at this instant",
+                         "action": "no entry" if kind == "quote" else "unavailable"})
+        return DataGap(f"{kind}: no price for token {token} at {self._now():%Y-%m-%d %H:%M:%S} "
+                       f"in the market-data store")
+
+    def ltp(self, exchange: str, token: str) -> float:
+        row = self._recorded(token, "ltp") or self._recorded(token, "quote")
+        if row is not None:
+            return row.ltp
+        got = self._bar_close(token)
+        if got is None:
+            raise self._gap(token, "ltp")
+        return got[0]
+
+    def vix(self) -> float:
+        row = self._recorded(VIX_TOKEN, "vix") or self._recorded(VIX_TOKEN, "ltp")
+        if row is not None:
+            return row.ltp
+        return self.ltp("NSE", VIX_TOKEN)
+
+    def quote(self, exchange: str, token: str) -> Quote:
+        row = self._recorded(token, "quote")
+        if row is not None:
+            return Quote(token, row.ltp, row.bid, row.ask, from_us(row.ts))
+        got = self._bar_close(token)
+        if got is not None:
+            return Quote(token, got[0], got[0], got[0], got[1])
+        if self.fill_missing == "model":
+            modeled = self._modeled(token)
+            if modeled is not None:
+                return modeled
+        raise self._gap(token, "quote")
+
+    def _modeled(self, token: str) -> Quote | None:
+        """Black-76 from the index and the VIX at this instant (--fill-missing model)."""
+        from .options import black76_scalar, implied_vol_scalar, option_quote_from_price
+        self.instrument_master()
+        inst = self._by_token.get(token)
+        if not inst or inst.get("instrumenttype") != "OPTIDX":
+            return None
+        spot_row = next((r for r in self._master if r.get("instrumenttype") == "AMXIDX"
+                         and r.get("name") in (inst["name"], _INDEX_NAMES.get(inst["name"]))), None)
+        try:
+            spot = self.ltp(spot_row["exch_seg"], str(spot_row["token"])) if spot_row else None
+            vix = self.vix()
+        except DataGap:
+            return None
+        if spot is None:
+            return None
+        expiry = datetime.strptime(inst["expiry"].title(), "%d%b%Y")
+        t = max((at(expiry.date(), SESSION_CLOSE) - self._now()).total_seconds(), 60.0) / (365 * 86400)
+        strike = float(inst["strike"]) / 100
+        fwd = spot * math.exp(self.rate * t)
+        iv = implied_vol_scalar(vix, strike, fwd, t)
+        theo = black76_scalar(fwd, strike, t, iv, self.rate, inst["symbol"].endswith("CE"))
+        bid, ask = option_quote_from_price(max(theo, 0.0), math.log(strike / fwd))
+        ltp = round_to_tick(max((bid + ask) / 2, 0.05))
+        if self.on_model is not None and (token, "model") not in self._reported:
+            self._reported.add((token, "model"))
+            self.on_model({"token": token, "symbol": inst["symbol"], "spot": spot, "vix": vix,
+                           "reason": "option quote missing from the store: Black-76 price"})
+        return Quote(token, ltp, bid, ask, self._now())
+
+    def next_change(self, now: datetime, watch=None) -> datetime | None:
+        """Prices here move at minute boundaries and at recorded answers: the next of either."""
+        nxt = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        later = [rows[bisect.bisect_right([q.asked for q in rows], us(now))].asked
+                 for rows in self._quotes.values()
+                 if rows and rows[-1].asked > us(now)]
+        return min([nxt] + [from_us(a) for a in later])
+
+
+_BUILT: dict[tuple, dict[date, list[Bar]]] = {}
+_BUILT_MAX_DAYS = 5000
+
+
+def _bar_end(start: datetime, interval: str) -> datetime:
+    close_at = at(start.date(), SESSION_CLOSE)
+    return close_at if interval == ONE_DAY else min(start + LENGTH[interval], close_at)
+
+
+def _aggregate(rows: list[tuple], interval: str) -> dict[date, list[Bar]]:
+    """Session-aligned hourly (from 09:15) or daily bars of minute rows, by day."""
+    groups: dict[datetime, list[tuple]] = {}
+    for r in rows:
+        begin = from_s(r[0])
+        t0 = at(begin.date(), SESSION_OPEN)
+        key = (at(begin.date(), time(0)) if interval == ONE_DAY else
+               t0 + timedelta(hours=int((begin - t0).total_seconds() // 3600)))
+        groups.setdefault(key, []).append(r)
+    out: dict[date, list[Bar]] = {}
+    for key in sorted(groups):
+        g = groups[key]
+        out.setdefault(key.date(), []).append(Bar(key, g[0][1], max(r[2] for r in g),
+                                                  min(r[3] for r in g), g[-1][4],
+                                                  sum(r[5] for r in g)))
+    return out
+
+
+# The index rows' `name` in Angel's master differs from the option rows' (spec section 5).
+_INDEX_NAMES = {"NIFTY": "Nifty 50", "BANKNIFTY": "Nifty Bank", "FINNIFTY": "Nifty Fin Service"}
