@@ -113,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--db", default="sandbox.paper.sqlite", help="the sandbox's own order database")
     sb.add_argument("--config", default="config.toml", help="config file (underlyings, freeze qty)")
 
+    rp = sub.add_parser("replay", help="run a recorded paper or live day again on its recorded "
+                        "market data and the paper broker; print recorded vs replayed decisions")
+    rp.add_argument("--day", type=_date, required=True, help="the recorded trading day, YYYY-MM-DD")
+    rp.add_argument("--journal", required=True, help="the recorded day's journal (only read)")
+    rp.add_argument("--store", help="market-data store (default: <journal>.market.sqlite)")
+    rp.add_argument("--out", help="the replay's new journal (default <journal>.replay-<day>.sqlite)")
+    rp.add_argument("--seed", type=int, help="paper broker seed (default sim.seed)")
+    rp.add_argument("--width", type=int, default=70, help="column width of the side-by-side table")
+    rp.add_argument("--config", default="config.toml", help="config file (default: config.toml)")
+
     halt = sub.add_parser("halt", help="kill switch: the running bot exits all positions and halts")
     common(halt)
     return p
@@ -164,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(Path(args.journal))
         cfg, journal_path = _load(args)
         logging.getLogger().setLevel(cfg.bot.log_level)
+        if args.command == "replay":  # issue 11
+            from .replay import main as replay_main
+            return replay_main(cfg, args)
         if args.command == "sandbox":
             from .sandbox import main as sandbox_main
             return sandbox_main(cfg, args)

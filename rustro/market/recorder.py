@@ -191,6 +191,7 @@ def watch_jobs(svc, tday) -> None:
     """Record the instant of each job `tday` runs (app.run_day calls this once)."""
     rec = svc.extra.get("recorder")
     if rec is not None:
+        rec.tick("startup")  # the instant the day's start-up (recovery, catch-up) begins
         tday.run_job = rec.timed(tday.run_job)
 
 

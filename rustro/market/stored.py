@@ -17,6 +17,7 @@ answers the recorded bot got during that job are served in the order it got them
 from __future__ import annotations
 
 import bisect
+import copy
 import math
 from datetime import date, datetime, time, timedelta
 from typing import Callable
@@ -43,45 +44,51 @@ class StoredMarket:
                  on_model: Callable[[dict], None] | None = None, rate: float = 0.065):
         self.store, self.clock, self.fill_missing = store, clock, fill_missing
         self.on_gap, self.on_model, self.rate = on_gap, on_model, rate
-        self._day: date | None = None
-        self._minutes: dict[str, tuple[list[int], list[tuple]]] = {}
-        self._quotes: dict[tuple[str, str], list[QuoteRow]] = {}
-        self._master: list[dict] | None = None
-        self._by_token: dict[str, dict] = {}
-        self._reported: set[tuple[str, str]] = set()
-        self.window: tuple[int, int] | None = None   # replay: [lo, hi) microseconds
+        self.s = _Shared()              # the day's data and the replay window, shared by views
+        self.channel = "desk"           # who asks: the desk, or the paper broker (`view`)
         self._served: dict[tuple, int] = {}
+
+    def view(self, channel: str) -> "StoredMarket":
+        """The same data for another asker: the paper broker is served the answers its recorded
+        counterpart got, else (a live day: the exchange priced fills) the desk's, unconsumed."""
+        other = copy.copy(self)
+        other.channel, other._served = channel, {}
+        return other
+
+    # compatibility with the attribute names the rest of this module reads
+    window = property(lambda self: self.s.window)
 
     # --- the day's data, loaded once -------------------------------------------------------
     def _now(self) -> datetime:
         return ist(self.clock.now())
 
     def _load_day(self) -> date:
-        d = self._now().date()
-        if d != self._day:
-            self._day, self._minutes, self._master = d, {}, None
-            lo = us(datetime.combine(d, time(0), tzinfo=self._now().tzinfo))
-            self._quotes = {}
+        d, sh = self._now().date(), self.s
+        if d != sh.day:
+            sh.day, sh.minutes, sh.master, sh.by_token = d, {}, None, {}
+            lo = us(at(d, time(0)))
+            sh.quotes = {}
             for q in self.store.quotes(lo, lo + 86_400_000_000):
-                self._quotes.setdefault((q.token, q.kind), []).append(q)
+                sh.quotes.setdefault((q.token, q.kind, q.channel), []).append(q)
+            sh.asked = {k: [q.asked for q in v] for k, v in sh.quotes.items()}
         return d
 
     def _day_minutes(self, token: str) -> tuple[list[int], list[tuple]]:
         d = self._load_day()
-        if token not in self._minutes:
+        if token not in self.s.minutes:
             lo = int(at(d, time(0)).timestamp())
             rows = self.store.bars(token, ONE_MINUTE, lo, lo + 86_400)
-            self._minutes[token] = ([r[0] for r in rows], rows)
-        return self._minutes[token]
+            self.s.minutes[token] = ([r[0] for r in rows], rows)
+        return self.s.minutes[token]
 
     # --- instruments -------------------------------------------------------------------------
     def instrument_master(self) -> list[dict]:
         """The day's stored master, else every stored contract not yet expired that day."""
-        d = self._load_day()
-        if self._master is None:
-            self._master = self.store.master(d) or self.store.directory(listed_on=d)
-            self._by_token = {str(r.get("token")): r for r in self._master}
-        return self._master
+        d, sh = self._load_day(), self.s
+        if sh.master is None:
+            sh.master = self.store.master(d) or self.store.directory(listed_on=d)
+            sh.by_token = {str(r.get("token")): r for r in sh.master}
+        return sh.master
 
     # --- candles -----------------------------------------------------------------------------
     def candles(self, exchange: str, token: str, interval: str, start: datetime,
@@ -135,33 +142,57 @@ class StoredMarket:
         return out
 
     # --- prices ------------------------------------------------------------------------------
-    def _recorded(self, token: str, kind: str) -> QuoteRow | None:
-        """The recorded answer to serve now: in a replay window the n-th answer of the window
-        for the n-th ask (its last once they run out), else the latest asked before."""
-        self._load_day()
-        rows = self._quotes.get((token, kind)) or []
-        errors = self._quotes.get((token, kind + "_error")) or []
+    def _answers(self, token: str, kind: str, channel: str) -> tuple[list[QuoteRow], list[int]]:
+        sh = self.s
+        rows = sh.quotes.get((token, kind, channel), [])
+        errors = sh.quotes.get((token, kind + "_error", channel), [])
         if errors:
             rows = sorted(rows + errors, key=lambda q: q.asked)
-        keys = [q.asked for q in rows]
-        lo, hi = self.window if self.window else (us(self._now()) + 1, us(self._now()) + 1)
-        i0, i1 = bisect.bisect_left(keys, lo), bisect.bisect_left(keys, hi)
-        if i0 < i1:
-            n = self._served.get((token, kind), 0)
-            self._served[(token, kind)] = n + 1
-            row = rows[min(i0 + n, i1 - 1)]
-            if row.asked > us(self._now()) and hasattr(self.clock, "set"):
-                self.clock.set(from_us(row.asked))  # the virtual clock follows the recording
-        elif i0 > 0:
-            row = rows[i0 - 1]
-        else:
-            return None
-        if row.kind.endswith("_error"):
-            raise DataGap(f"{kind}: token {token} failed at this point of the recorded day")
-        return row
+            return rows, [q.asked for q in rows]
+        return rows, sh.asked.get((token, kind, channel), [])
+
+    def _recorded(self, token: str, kind: str) -> QuoteRow | None:
+        """The recorded answer to serve now. In a replay window: this asker's n-th answer of the
+        window for its n-th ask (the last once they run out), the clock moving on to the instant
+        it was asked. Otherwise the latest answer asked at or before the clock; a paper broker
+        with no answer of its own in the window is served the desk's that way."""
+        self._load_day()
+        now = us(self._now())
+        for channel in dict.fromkeys((self.channel, "desk")):
+            rows, keys = self._answers(token, kind, channel)
+            if not keys:
+                continue
+            own = channel == self.channel
+            if own and self.s.window:
+                i0, i1 = (bisect.bisect_left(keys, x) for x in self.s.window)
+                if i0 < i1:
+                    n = self._served.get((token, kind), 0)
+                    self._served[(token, kind)] = n + 1
+                    row = rows[min(i0 + n, i1 - 1)]
+                    if row.asked > now and hasattr(self.clock, "set"):
+                        self.clock.set(from_us(row.asked))  # the clock follows the recording
+                    return _usable(row, kind, token)
+                if self.channel != "desk":
+                    continue
+            i = bisect.bisect_right(keys, now) - 1
+            if i >= 0:
+                return _usable(rows[i], kind, token)
+        return None
+
+    def add_answers(self, rows: list[QuoteRow]) -> None:
+        """Answers known from elsewhere than the store (a replay's exchange fills), by asker."""
+        self._load_day()
+        sh = self.s
+        for q in rows:
+            sh.quotes.setdefault((q.token, q.kind, q.channel), []).append(q)
+        for key in {(q.token, q.kind, q.channel) for q in rows}:
+            sh.quotes[key].sort(key=lambda q: q.asked)
+            sh.asked[key] = [q.asked for q in sh.quotes[key]]
 
     def begin_window(self, lo: datetime, hi: datetime) -> None:
-        self.window, self._served = (us(lo), us(hi)), {}
+        """Replay: serve the answers recorded during the job run in [lo, hi)."""
+        self.s.window, self._served = (us(lo), us(hi)), {}
+        self.s.windows += 1
 
     def _bar_close(self, token: str) -> tuple[float, datetime] | None:
         keys, rows = self._day_minutes(token)
@@ -173,10 +204,10 @@ class StoredMarket:
 
     def _gap(self, token: str, kind: str) -> DataGap:
         d = self._load_day()
-        if (token, kind) not in self._reported and self.on_gap is not None:
-            self._reported.add((token, kind))
+        if (token, kind) not in self.s.reported and self.on_gap is not None:
+            self.s.reported.add((token, kind))
             self.instrument_master()
-            inst = self._by_token.get(token, {})
+            inst = self.s.by_token.get(token, {})
             self.on_gap({"underlying": inst.get("name") or "market", "token": token,
                          "symbol": inst.get("symbol", ""), "call": kind, "day": d,
                          "reason": f"no {kind} in the market-data store at this instant",
@@ -216,10 +247,10 @@ class StoredMarket:
         """Black-76 from the index and the VIX at this instant (--fill-missing model)."""
         from .options import black76_scalar, implied_vol_scalar, option_quote_from_price
         self.instrument_master()
-        inst = self._by_token.get(token)
+        inst = self.s.by_token.get(token)
         if not inst or inst.get("instrumenttype") != "OPTIDX":
             return None
-        spot_row = next((r for r in self._master if r.get("instrumenttype") == "AMXIDX"
+        spot_row = next((r for r in self.s.master if r.get("instrumenttype") == "AMXIDX"
                          and r.get("name") in (inst["name"], _INDEX_NAMES.get(inst["name"]))), None)
         try:
             spot = self.ltp(spot_row["exch_seg"], str(spot_row["token"])) if spot_row else None
@@ -236,8 +267,8 @@ class StoredMarket:
         theo = black76_scalar(fwd, strike, t, iv, self.rate, inst["symbol"].endswith("CE"))
         bid, ask = option_quote_from_price(max(theo, 0.0), math.log(strike / fwd))
         ltp = round_to_tick(max((bid + ask) / 2, 0.05))
-        if self.on_model is not None and (token, "model") not in self._reported:
-            self._reported.add((token, "model"))
+        if self.on_model is not None and (token, "model") not in self.s.reported:
+            self.s.reported.add((token, "model"))
             self.on_model({"token": token, "symbol": inst["symbol"], "spot": spot, "vix": vix,
                            "reason": "option quote missing from the store: Black-76 price"})
         return Quote(token, ltp, bid, ask, self._now())
@@ -245,10 +276,31 @@ class StoredMarket:
     def next_change(self, now: datetime, watch=None) -> datetime | None:
         """Prices here move at minute boundaries and at recorded answers: the next of either."""
         nxt = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        later = [rows[bisect.bisect_right([q.asked for q in rows], us(now))].asked
-                 for rows in self._quotes.values()
-                 if rows and rows[-1].asked > us(now)]
+        self._load_day()
+        later = [keys[bisect.bisect_right(keys, us(now))]
+                 for keys in self.s.asked.values() if keys and keys[-1] > us(now)]
         return min([nxt] + [from_us(a) for a in later])
+
+
+def _usable(row: QuoteRow, kind: str, token: str) -> QuoteRow:
+    if row.kind.endswith("_error"):
+        raise DataGap(f"{kind}: token {token} failed at this point of the recorded day")
+    return row
+
+
+class _Shared:
+    """A StoredMarket's day (minute bars, recorded answers, master) and replay window."""
+
+    def __init__(self):
+        self.day: date | None = None
+        self.minutes: dict[str, tuple[list[int], list[tuple]]] = {}
+        self.quotes: dict[tuple[str, str, str], list[QuoteRow]] = {}
+        self.asked: dict[tuple[str, str, str], list[int]] = {}
+        self.master: list[dict] | None = None
+        self.by_token: dict[str, dict] = {}
+        self.reported: set[tuple[str, str]] = set()
+        self.window: tuple[int, int] | None = None
+        self.windows = 0
 
 
 _BUILT: dict[tuple, dict[date, list[Bar]]] = {}
