@@ -123,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--width", type=int, default=70, help="column width of the side-by-side table")
     rp.add_argument("--config", default="config.toml", help="config file (default: config.toml)")
 
+    from .data_cli import add_parser as data_parser  # issue 11
+    data_parser(sub, _date)
+
     halt = sub.add_parser("halt", help="kill switch: the running bot exits all positions and halts")
     common(halt)
     return p
@@ -174,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(Path(args.journal))
         cfg, journal_path = _load(args)
         logging.getLogger().setLevel(cfg.bot.log_level)
+        if args.command == "data":  # issue 11
+            from .data_cli import main as data_main
+            return data_main(cfg, journal_path, args)
         if args.command == "replay":  # issue 11
             from .replay import main as replay_main
             return replay_main(cfg, args)

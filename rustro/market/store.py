@@ -191,6 +191,11 @@ class MarketStore:
             "interval = ? AND ts >= ? AND ts < ? ORDER BY ts", (token, interval, lo_s, hi_s)
         ).fetchall()
 
+    def last_bar(self, token: str, interval: str) -> tuple | None:
+        return self.conn.execute(
+            "SELECT ts, open, high, low, close, volume, oi, seen FROM bars WHERE token = ? AND "
+            "interval = ? ORDER BY ts DESC LIMIT 1", (token, interval)).fetchone()
+
     def has_bars(self, token: str, interval: str) -> bool:
         return self.conn.execute("SELECT 1 FROM bars WHERE token = ? AND interval = ? LIMIT 1",
                                  (token, interval)).fetchone() is not None
