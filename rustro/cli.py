@@ -109,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--date", type=_date, help="trading day the sandbox market runs (default: today)")
     sb.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall second")
     sb.add_argument("--seed", type=int, default=42, help="synthetic market seed")
+    sb.add_argument("--store", help="serve the --date recorded or imported in this market-data "
+                    "store (rustro data / [store] record) instead of the synthetic market")
     sb.add_argument("--clock-file", default="sandbox.clock.json", help="where the shared clock is written")
     sb.add_argument("--db", default="sandbox.paper.sqlite", help="the sandbox's own order database")
     sb.add_argument("--config", default="config.toml", help="config file (underlyings, freeze qty)")
