@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import date, time, timedelta
 
 from ..calendar import TradingCalendar, at
-from .base import ONE_DAY, ONE_MINUTE
+from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE
 from .store import MarketStore
+from .stored import put_derived
 from .store_synthetic import chain_rows
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,12 @@ def fetch(market, store: MarketStore, target: Target, days: list[date], today: d
         start = at(first, time(0))
         end = at(last, time(0)) + timedelta(days=1)
         bars = market.candles(target.exchange, target.token, target.interval, start, end)
-        store.put_bars(target.token, target.interval,
-                       [(int(b.start.timestamp()), b.open, b.high, b.low, b.close, b.volume, None)
-                        for b in bars])
+        rows = [(int(b.start.timestamp()), b.open, b.high, b.low, b.close, b.volume, None)
+                for b in bars]
+        store.put_bars(target.token, target.interval, rows)
+        if target.interval == ONE_MINUTE:
+            # hourly bars for the strategy's history (Angel's own daily bars are fetched)
+            put_derived(store, target.token, rows, (ONE_HOUR,))
         # only whole past days are marked: today's bars are still forming
         done = [d for d in days if first <= d <= last and d < today]
         store.mark_fetched(target.token, target.interval, done)

@@ -13,7 +13,8 @@ One file per instrument, named by its trading symbol as in Angel's instrument ma
 
 Every file is validated row by row before anything is written: any error (named by file, row
 number counting the header as row 1, and column) rejects the whole import. A good import is
-idempotent: the same bars imported again are the same rows. The trading symbol is looked up in
+idempotent: the same bars imported again are the same rows. The session-aligned hourly and
+daily bars of each imported day are stored too (a backtest then reads them directly). The trading symbol is looked up in
 the store's contract directory (the instrument masters it holds: `data download` or a recorded
 day stores them), else among the indices below.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 from ..clock import IST
 from .base import ONE_MINUTE
 from .store import MarketStore
+from .stored import put_derived
 
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "oi")
 SESSION = (time(9, 15), time(15, 29))
@@ -165,6 +167,7 @@ def import_dir(directory: Path, store: MarketStore) -> list[Checked]:
     try:
         for c in checked:
             store.put_bars(c.token, ONE_MINUTE, c.rows)
+            put_derived(store, c.token, c.rows)
         store.commit()
     except BaseException:
         store.rollback()

@@ -10,6 +10,7 @@ from ..calendar import at
 from ..clock import VirtualClock
 from .base import ONE_MINUTE
 from .store import MarketStore
+from .stored import put_derived
 
 VIX_TOKEN = "99926017"
 
@@ -28,7 +29,7 @@ def chain_rows(master: list[dict], name: str, day: date, spot: float, step: int,
 
 
 def fill_day(store: MarketStore, market, clock: VirtualClock, day: date, underlyings=("NIFTY",),
-             step: int = 50, width: int = 10, options: bool = True) -> int:
+             step: int = 50, width: int = 10, options: bool = True, derived: bool = True) -> int:
     """One synthetic day into `store`; returns the number of bars written."""
     clock.set(max(clock.now(), at(day, time(23, 0))))
     master = market.instrument_master()
@@ -45,9 +46,11 @@ def fill_day(store: MarketStore, market, clock: VirtualClock, day: date, underly
     n = 0
     for r in wanted:
         bars = market.candles(r["exch_seg"], str(r["token"]), ONE_MINUTE, lo, hi)
-        store.put_bars(str(r["token"]), ONE_MINUTE,
-                       [(int(b.start.timestamp()), b.open, b.high, b.low, b.close, b.volume, 0.0)
-                        for b in bars])
+        rows = [(int(b.start.timestamp()), b.open, b.high, b.low, b.close, b.volume, 0.0)
+                for b in bars]
+        store.put_bars(str(r["token"]), ONE_MINUTE, rows)
+        if derived:
+            put_derived(store, str(r["token"]), rows)
         n += len(bars)
     store.commit()
     return n
