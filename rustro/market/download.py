@@ -7,7 +7,7 @@ of each configured underlying, `--strikes` strikes each side of the index's last
 
 Through the bot's own Angel client (`AngelOneMarketData.candles`): requests are chunked by the
 interval's day limit (30 days of minute bars, 2000 of daily) and paced by its rate limiter
-(getCandleData: 3/s, 180/min). Resumable and deduplicated: each (token, interval, day) fully
+(getCandleData: 3/s, 500/min, 5000/h). Resumable and deduplicated: each (token, interval, day) fully
 fetched is marked in the store, a rerun asks only for the days it lacks, and bars are upserts.
 """
 from __future__ import annotations
