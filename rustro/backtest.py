@@ -259,6 +259,7 @@ def plan(cfg: Config, journal_path: Path, args) -> tuple[dict, list, list[Task]]
     """(the --set overrides, the combinations, every (combination, day) task in that order)."""
     from .backtest_study import build_study
     from .calendar import TradingCalendar
+    from .data_desk import data_source
     overrides, combos = build_study(cfg, args.set or [], args.sweep or [])
     if args.seed is not None and "sim.seed" in {*overrides, *combos[0].values}:
         raise ConfigError("sim.seed: set both by --seed and by --set/--sweep; give one")
@@ -272,24 +273,8 @@ def plan(cfg: Config, journal_path: Path, args) -> tuple[dict, list, list[Task]]
         size = chunk_size(len(days), CLUSTER_SHARE if args.cluster else args.workers)
         for i in range(0, len(days), size):
             tasks.append(Task(c.index, tuple(days[i:i + size]), ccfg, args.seed, str(journal_path),
-                              f"s{c.index}" if study else "", *_data_source(cfg, journal_path, args)))
+                              f"s{c.index}" if study else "", *data_source(cfg, journal_path, args)))
     return overrides, combos, tasks
-
-
-def _data_source(cfg: Config, journal_path: Path, args) -> tuple[str, str]:
-    """(store path or "" for synthetic, fill-missing choice) from --data / --fill-missing."""
-    from .data_desk import StoreDesk, StoreError, store_path_for
-    spec, fill = getattr(args, "data", "synthetic"), getattr(args, "fill_missing", "none")
-    try:
-        path = store_path_for(spec, journal_path, cfg.store.path)
-        if path is None:
-            if fill != "none":
-                raise ValueError("--fill-missing is for --data store")
-            return "", "none"
-        StoreDesk(path, fill).check()
-    except (ValueError, StoreError) as exc:
-        raise ConfigError(str(exc)) from None
-    return str(path.resolve()), fill
 
 
 MAX_CHUNK_DAYS = 10  # days per task at most: progress and load balance stay fine-grained

@@ -77,5 +77,22 @@ class StoreDesk:
         paper_desk(svc, day, stored_market(svc, day, self.path, self.fill_missing))
 
 
-__all__ = ["FILL_CHOICES", "StoreDesk", "StoreError", "paper_desk", "store_path_for",
+def data_source(cfg, journal_path: Path, args) -> tuple[str, str]:
+    """(store path or "" for synthetic, fill-missing choice) from backtest --data /
+    --fill-missing; a bad choice or an unreadable store is a ConfigError (exit 2)."""
+    from .config import ConfigError
+    spec, fill = getattr(args, "data", "synthetic"), getattr(args, "fill_missing", "none")
+    try:
+        path = store_path_for(spec, journal_path, cfg.store.path)
+        if path is None:
+            if fill != "none":
+                raise ValueError("--fill-missing is for --data store")
+            return "", "none"
+        StoreDesk(path, fill).check()
+    except (ValueError, StoreError) as exc:
+        raise ConfigError(str(exc)) from None
+    return str(path.resolve()), fill
+
+
+__all__ = ["data_source", "FILL_CHOICES", "StoreDesk", "StoreError", "paper_desk", "store_path_for",
            "stored_market"]
