@@ -162,3 +162,29 @@ def test_store_path_defaults_beside_the_journal(tmp_path):
     from rustro.market.store import default_store_path
     assert default_store_path(tmp_path / "j.sqlite") == tmp_path / "j.market.sqlite"
     assert default_store_path(tmp_path / "j.sqlite", "m.sqlite") == tmp_path / "m.sqlite"
+
+
+def test_replay_windows_serve_the_recorded_answers_in_order_and_never_before_their_instant(tmp_path):
+    """In a replayed job, the n-th ask gets the n-th answer the recorded job got (the clock moving
+    to its instant); a paper broker without answers of its own gets the desk's as of the clock."""
+    s = MarketStore(tmp_path / "m.sqlite")
+    for sec, price in ((1, 10.0), (3, 11.0), (7, 12.0)):  # job A asked twice, job B once
+        s.put_quote(QuoteRow("42", us(t(10, 0, sec)), "desk", "quote", us(t(10, 0, sec)), price,
+                             price - 0.5, price + 0.5, us(t(10, 0, sec))))
+    s.put_quote(QuoteRow("42", us(t(10, 0, 8)), "broker", "quote", us(t(10, 0, 8)), 20.0, 20.0,
+                         20.0, us(t(10, 0, 8))))
+    s.commit()
+    clock = VirtualClock(t(10, 0, 0))
+    desk = StoredMarket(s, clock)
+    broker = desk.view("broker")
+    desk.begin_window(t(10, 0, 0), t(10, 0, 5))                 # job A
+    with pytest.raises(DataGap):   # nothing asked by 10:00:00 yet: never the future
+        StoredMarket(s, VirtualClock(t(10, 0, 0))).quote("NFO", "42")
+    assert desk.quote("NFO", "42").ltp == 10.0 and clock.now() == t(10, 0, 1)
+    assert broker.quote("NFO", "42").ltp == 10.0  # the desk's, as of the clock
+    assert desk.quote("NFO", "42").ltp == 11.0 and clock.now() == t(10, 0, 3)
+    assert desk.quote("NFO", "42").ltp == 11.0   # more asks than answers: the last one
+    clock.set(t(10, 0, 5))
+    desk.begin_window(t(10, 0, 5), t(10, 0, 10))                # job B
+    assert broker.quote("NFO", "42").ltp == 20.0 and clock.now() == t(10, 0, 8)  # its own answer
+    assert desk.quote("NFO", "42").ltp == 12.0
