@@ -19,6 +19,7 @@ from .credentials import Secrets
 from .engine import Services, TradingDay
 from .journal import Journal
 from .notify import attach as attach_notifier
+from .market import recorder
 from .scheduler import LiveDriver, SimDriver, day_plan
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         tday = TradingDay(svc, day)
         if owned:  # a backtest (a journal handed in) sends nothing
             notifier = attach_notifier(cfg, mode, secrets, tday)
+        recorder.watch_jobs(svc, tday)  # issue 11: job instants, for replay
         driver_box: list = []
 
         def on_signal(signum, _frame):
@@ -130,6 +132,7 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         if notifier is not None:
             notifier.close()  # bounded wait for the sender; journals what failed
         try:
+            recorder.finish(svc)  # the market-data store's last writes
             if svc is not None and hasattr(svc.broker, "close"):
                 svc.broker.close()  # the paper broker's own database
         finally:

@@ -46,6 +46,8 @@ class Task:
     seed: int | None
     journal: str  # the --journal path; the task's own file is journal_for(task, slot)
     tag: str = ""  # "" for a plain run, "s<i>" for combination i of a study
+    store: str = ""  # "" = the synthetic market; else the market-data store's path (--data)
+    fill_missing: str = "none"  # --fill-missing: "model" prices a missing option quote
 
 
 def journal_for(task: Task, slot: int | None) -> Path:
@@ -62,6 +64,9 @@ def run_task(task: Task, journal_path: Path) -> list[dict]:
     signal) and return, per day run, what the report needs from the journal."""
     from .app import run_backtest
     from .desk import build_desk
+    if task.store:  # issue 11: the days on recorded or imported data
+        from .data_desk import StoreDesk
+        build_desk = StoreDesk(task.store, task.fill_missing)
     results = run_backtest(task.cfg, journal_path, task.days[0], task.days[-1], task.seed, build_desk)
     read = read_days(journal_path, [r.day for r in results])
     return [{"combo": task.combo, **day, "job_errors": r.job_errors, "shutdown": r.shutdown}
@@ -86,6 +91,11 @@ def read_day(j, day: date) -> dict:
         "SELECT trading_day, position_id, underlying, option_type, symbol, qty, entry_time, "
         "entry_price, exit_time, exit_price, exit_reason, gross_pnl, costs, net_pnl FROM positions "
         "WHERE trading_day = ? AND status = 'closed' ORDER BY entry_time, position_id", (d,))]
+    modeled = {r[0] for r in j.query(  # --fill-missing model priced these contracts (issue 11)
+        "SELECT json_extract(payload, '$.symbol') FROM events WHERE trading_day = ? AND "
+        "kind = 'quote_modeled'", (d,))}
+    for t in trades:
+        t["modeled"] = t["symbol"] in modeled
     still_open = j.query("SELECT COUNT(*) FROM positions WHERE trading_day = ? AND status != 'closed'",
                          (d,))[0][0]
     decided = j.query("SELECT json_extract(payload, '$.allowed'), json_extract(payload, '$.failed') "
@@ -249,6 +259,7 @@ def plan(cfg: Config, journal_path: Path, args) -> tuple[dict, list, list[Task]]
     """(the --set overrides, the combinations, every (combination, day) task in that order)."""
     from .backtest_study import build_study
     from .calendar import TradingCalendar
+    from .data_desk import data_source
     overrides, combos = build_study(cfg, args.set or [], args.sweep or [])
     if args.seed is not None and "sim.seed" in {*overrides, *combos[0].values}:
         raise ConfigError("sim.seed: set both by --seed and by --set/--sweep; give one")
@@ -262,7 +273,7 @@ def plan(cfg: Config, journal_path: Path, args) -> tuple[dict, list, list[Task]]
         size = chunk_size(len(days), CLUSTER_SHARE if args.cluster else args.workers)
         for i in range(0, len(days), size):
             tasks.append(Task(c.index, tuple(days[i:i + size]), ccfg, args.seed, str(journal_path),
-                              f"s{c.index}" if study else ""))
+                              f"s{c.index}" if study else "", *data_source(cfg, journal_path, args)))
     return overrides, combos, tasks
 
 

@@ -183,7 +183,8 @@ def build_report(meta: dict, days: list[dict], trades: list[dict], capital: floa
                for k, v in summarize(days, trades, capital).items()}
     rows = [{k: (_r(v) if isinstance(v, float) else v) for k, v in r.items()}
             for r in day_rows(days, trades, capital)]
-    trade_rows = [{**{k: t[k] for k in TRADE_KEYS}, "hold_sec": hold_seconds(t)} for t in by_entry(trades)]
+    trade_rows = [{**{k: t[k] for k in TRADE_KEYS}, "hold_sec": hold_seconds(t),
+                   "modeled": bool(t.get("modeled"))} for t in by_entry(trades)]
     return {"range": {"from": meta["from"], "to": meta["to"], "seed": meta["seed"]},
             "capital": capital, "overrides": meta.get("overrides", {}),
             "stopped_by": meta.get("stopped_by"), "summary": summary,
@@ -252,7 +253,8 @@ def render_text(rep: dict) -> str:
                                 money(d["drawdown"])] for d in rep["days"]],
                       ["day", "state", "trades", "wins", "gross", "costs", "net", "equity", "drawdown"],
                       "no trading day in the range", "llrrrrrrr"))
-    out.append(_table("Trades", [[i, t["day"], t["entry_time"][11:19], t["exit_time"][11:19], t["symbol"],
+    out.append(_table("Trades", [[i, t["day"], t["entry_time"][11:19], t["exit_time"][11:19],
+                                  ("*" if t.get("modeled") else "") + t["symbol"],
                                   t["qty"], f"{t['entry_price']:.2f}", f"{t['exit_price']:.2f}",
                                   duration(t["hold_sec"]), t["exit_reason"], money(t["gross"]),
                                   money(t["costs"]), money(t["net"])]
@@ -266,6 +268,9 @@ def render_text(rep: dict) -> str:
                       f"{dec['no_signal']} hourly closes without a signal)",
                       [[k, v] for k, v in rep["blocked_by_filter"].items()],
                       ["filter", "entries blocked"], "no entry reached the filters"))
+    if any(t.get("modeled") for t in rep["trades"]):
+        out.append("* a missing option quote of this trade's contract was priced by Black-76 from "
+                   "the index and VIX (--fill-missing model): not a market price")
     if rep["stopped_by"]:
         out.append(f"WARNING: stopped by {rep['stopped_by']}: the days after the last one above did not run")
     warn = [d for d in rep["days"] if d["job_errors"] or d["open_positions"]]

@@ -49,6 +49,12 @@ def _backtest_args(bt: argparse.ArgumentParser) -> None:
                     help="override a config key (dotted path, TOML value), e.g. risk.max_trades_per_day=2")
     bt.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
                     help="run every combination of these values and rank them by net P&L")
+    bt.add_argument("--data", default="synthetic", metavar="synthetic|store[:PATH]",
+                    help="market data: the synthetic market (default), or the market-data store "
+                    "(default <journal>.market.sqlite; see `rustro data`)")
+    bt.add_argument("--fill-missing", default="none", choices=("none", "model"),
+                    help="a missing option quote in the store: a data gap, no entry (none, default), "
+                    "or a Black-76 price from the index and VIX, flagged on every trade (model)")
     bt.add_argument("--cluster", metavar="ADDRESS", help="run the days on an existing Dask cluster, "
                     "e.g. tcp://10.0.0.5:8786 (pip install 'rustro[cluster]')")
 
@@ -108,9 +114,24 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--date", type=_date, help="trading day the sandbox market runs (default: today)")
     sb.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall second")
     sb.add_argument("--seed", type=int, default=42, help="synthetic market seed")
+    sb.add_argument("--store", help="serve the --date recorded or imported in this market-data "
+                    "store (rustro data / [store] record) instead of the synthetic market")
     sb.add_argument("--clock-file", default="sandbox.clock.json", help="where the shared clock is written")
     sb.add_argument("--db", default="sandbox.paper.sqlite", help="the sandbox's own order database")
     sb.add_argument("--config", default="config.toml", help="config file (underlyings, freeze qty)")
+
+    rp = sub.add_parser("replay", help="run a recorded paper or live day again on its recorded "
+                        "market data and the paper broker; print recorded vs replayed decisions")
+    rp.add_argument("--day", type=_date, required=True, help="the recorded trading day, YYYY-MM-DD")
+    rp.add_argument("--journal", required=True, help="the recorded day's journal (only read)")
+    rp.add_argument("--store", help="market-data store (default: <journal>.market.sqlite)")
+    rp.add_argument("--out", help="the replay's new journal (default <journal>.replay-<day>.sqlite)")
+    rp.add_argument("--seed", type=int, help="paper broker seed (default sim.seed)")
+    rp.add_argument("--width", type=int, default=70, help="column width of the side-by-side table")
+    rp.add_argument("--config", default="config.toml", help="config file (default: config.toml)")
+
+    from .data_cli import add_parser as data_parser  # issue 11
+    data_parser(sub, _date)
 
     halt = sub.add_parser("halt", help="kill switch: the running bot exits all positions and halts")
     common(halt)
@@ -176,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         from .credentials import Secrets
         from .logs import setup as setup_logs
         setup_logs(cfg, Secrets.from_env())  # [log] format and level; secrets masked in every line
+        if args.command == "data":  # issue 11
+            from .data_cli import main as data_main
+            return data_main(cfg, journal_path, args)
+        if args.command == "replay":  # issue 11
+            from .replay import main as replay_main
+            return replay_main(cfg, args)
         if args.command == "sandbox":
             from .sandbox import main as sandbox_main
             return sandbox_main(cfg, args)

@@ -188,6 +188,13 @@ SIM_MIN_SPEED = 1.0
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """The market-data store (rustro/market/store.py): what paper and live days record."""
+    record: bool = True   # paper and live store every quote, candle, VIX and master they receive
+    path: str = ""        # "" = beside the journal, <journal>.market.sqlite
+
+
+@dataclass(frozen=True)
 class SimConfig:
     seed: int = rng(0, MAX_INT64, default=42)
     speed: float = nonneg(100_000, default=0.0)  # 0 = as fast as the CPU allows; N (>= 1) = N x wall time
@@ -216,6 +223,7 @@ class Config:
     doctor: DoctorConfig = DoctorConfig()
     notify: NotifyConfig = NotifyConfig()
     log: LogConfig = LogConfig()
+    store: StoreConfig = StoreConfig()
 
     def underlying(self, name: str) -> UnderlyingConfig:
         for u in self.underlyings:

@@ -158,6 +158,20 @@ _CHECKS = (_check_session, _check_files_and_urls, _check_choices, _check_underly
            _check_notify_and_log)
 
 
+def _check_store(cfg: Config) -> None:
+    """[store] path: a file name (relative: beside the journal), never the journal itself."""
+    path = cfg.store.path
+    if path and (not path.strip() or "\0" in path or path.rstrip("/\\") != path
+                 or path.split("/")[-1] in (".", "..")):
+        raise ConfigError(f"store.path: must name a file (or be \"\" for beside the journal), "
+                          f"got {path!r}")
+    if path and path.split("/")[-1] == cfg.bot.journal.split("/")[-1]:
+        raise ConfigError(f"store.path: must not be the journal ({cfg.bot.journal!r}), got {path!r}")
+
+
+_CHECKS = _CHECKS + (_check_store,)
+
+
 def cross_checks(cfg: Config) -> None:
     """Raise ConfigError for the first rule `cfg` breaks; return None if it breaks none."""
     for check in _CHECKS:

@@ -339,9 +339,12 @@ def build_desk(svc, day, secrets) -> None:
         from .market.synthetic import SyntheticMarket
         market = SyntheticMarket(svc.clock, svc.extra["seed"], underlyings=names,
                                  calendar=svc.calendar, overrides=svc.extra.get("scenarios"))
+        broker_market = market
     else:
         from .broker.angelone import build_angel
+        from .market import recorder  # issue 11: paper and live record what they receive
         market, live_broker = build_angel(svc, secrets)
+        market, broker_market = recorder.attach(svc, day, market)
     desk_box: list[Desk] = []
 
     def contract(token: str) -> ContractSpec:
@@ -354,7 +357,8 @@ def build_desk(svc, day, secrets) -> None:
         broker = live_broker
     else:
         p = svc.cfg.paper
-        broker = PaperBroker(svc.extra["paper_db"], svc.clock, market, contract, svc.cfg.bot.capital,
+        broker = PaperBroker(svc.extra["paper_db"], svc.clock, broker_market, contract,
+                             svc.cfg.bot.capital,
                              latency_ms=p.latency_ms, partial_fill_prob=p.partial_fill_prob,
                              seed=svc.extra["seed"], allow_short=p.allow_short,
                              short_margin_per_unit=p.short_margin_per_unit, book_lag_sec=p.book_lag_sec)

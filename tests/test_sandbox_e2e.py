@@ -365,3 +365,43 @@ def test_books_lagging_30s_never_place_a_tag_twice_nor_go_short(days):
         assert lag >= timedelta(seconds=LAG_SEC), (fill_id, ts, placed[fill_id])
     # an order merely invisible for a while is not "never placed" (nor resent)
     assert day.events("order_resent") == []
+
+
+# --- issue 11: the clean rehearsal day was recorded ([store] record, on by default) -------------
+def _replay(day: Day, out: Path, config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "rustro.py"), "replay", "--day", DAY, "--journal",
+         str(day.dir / "journal.sqlite"), "--config", str(config), "--out", str(out),
+         "--width", "40"], cwd=day.dir, env=_env({}), capture_output=True, text=True, timeout=120)
+
+
+def test_a_recorded_rehearsal_day_replays_to_the_same_decisions_tags_and_fills(days, tmp_path):
+    """Backtest equals live: the day the bot traded against the sandbox over HTTP, replayed from
+    its recording on the paper broker and a virtual clock, decides, tags and fills the same."""
+    day = days["clean"]
+    _check_day(day)
+    assert (day.dir / "journal.market.sqlite").is_file()
+    before = day.journal("SELECT COUNT(*), MAX(seq) FROM events")
+    out = tmp_path / "replay.sqlite"
+    proc = _replay(day, out, day.dir / "config.toml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert re.search(r"identical: \d+ decisions", proc.stdout)
+    assert day.journal("SELECT COUNT(*), MAX(seq) FROM events") == before  # only read
+
+    def books(path):
+        with sqlite3.connect(path) as c:
+            return (c.execute("SELECT tag, purpose, symbol, side, qty, price, filled_qty, status "
+                              "FROM orders ORDER BY tag").fetchall(),
+                    c.execute("SELECT tag, side, qty, price FROM fills ORDER BY tag, ts").fetchall(),
+                    c.execute("SELECT position_id, symbol, qty, entry_price, exit_price, exit_reason, "
+                              "net_pnl FROM positions ORDER BY position_id").fetchall())
+    recorded, replayed = books(day.dir / "journal.sqlite"), books(out)
+    assert recorded[1] and replayed == recorded
+
+    # a replay that decides otherwise says where, and fails
+    changed = tmp_path / "config.toml"
+    changed.write_text(re.sub(r"(?m)^max_trades_per_day = \d+", "max_trades_per_day = 1",
+                              (day.dir / "config.toml").read_text()))
+    proc = _replay(day, tmp_path / "replay2.sqlite", changed)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "FIRST DIVERGENCE at decision #" in proc.stdout

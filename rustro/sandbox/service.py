@@ -41,14 +41,20 @@ class Sandbox:
 
 def build_sandbox(cfg: Config, clock: Clock, seed: int, db_path: str | Path,
                   faults: FaultSpec | str = "", creds: Secrets | None = None,
-                  calendar: TradingCalendar | None = None, rate_slack: float = 0.0) -> Sandbox:
-    """Everything behind the HTTP server: market, paper exchange, tokens, rate gate, faults."""
+                  calendar: TradingCalendar | None = None, rate_slack: float = 0.0,
+                  store: str | Path | None = None) -> Sandbox:
+    """Everything behind the HTTP server: market, paper exchange, tokens, rate gate, faults.
+    `store`: serve the days recorded or imported in this market-data store, not synthetic ones."""
     from ..market.synthetic import SyntheticMarket
     if isinstance(faults, str):
         faults = parse_faults(faults, ROUTE_NAMES)
     cal = calendar or TradingCalendar.from_config(cfg)
-    market = SyntheticMarket(clock, seed, underlyings=[u.name for u in cfg.underlyings],
-                             calendar=cal)
+    if store is not None:  # issue 11
+        from .recorded import recorded_market
+        market = recorded_market(store, clock)
+    else:
+        market = SyntheticMarket(clock, seed, underlyings=[u.name for u in cfg.underlyings],
+                                 calendar=cal)
     exchange = Exchange(cfg, clock, market, cal, db_path, seed, faults.partial_fill_prob,
                         faults.book_lag_sec)
     creds = creds or choose_credentials(Secrets())[0]
@@ -83,6 +89,10 @@ def main(cfg: Config, args) -> int:
         if not args.speed > 0:
             raise ValueError(f"--speed must be > 0, got {args.speed}")
         faults = parse_faults(args.faults, ROUTE_NAMES)
+        store = getattr(args, "store", None)
+        if store:  # issue 11: a recorded or imported day, which must be in the store
+            from .recorded import check_day
+            check_day(store, day)
     except (ValueError, FaultSpecError) as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -90,7 +100,7 @@ def main(cfg: Config, args) -> int:
     creds, from_env = choose_credentials(env)
     clock = AcceleratedClock(at(day, cfg.session.pre_open), args.speed)
     sandbox = build_sandbox(cfg, clock, args.seed, args.db, faults, creds, cal,
-                            rate_slack=JITTER_WALL_SEC * args.speed)
+                            rate_slack=JITTER_WALL_SEC * args.speed, store=store or None)
     try:
         server = SandboxServer(sandbox.app, args.port)
     except OSError as exc:
@@ -98,8 +108,9 @@ def main(cfg: Config, args) -> int:
         print(f"sandbox: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     write_clock_file(args.clock_file, clock)
+    source = f"recorded market from {store}" if store else f"seed {args.seed}"
     print(f"sandbox: SmartAPI at {server.url} (market {day} from {cfg.session.pre_open:%H:%M} IST, "
-          f"{args.speed:g}x, seed {args.seed}); clock file {args.clock_file}", flush=True)
+          f"{args.speed:g}x, {source}); clock file {args.clock_file}", flush=True)
     print(f"  bot config: [broker] base_url = \"{server.url}\", instrument_master_url = "
           f"\"{server.url}{MASTER_PATH}\"; then: python rustro.py run --live --clock "
           f"{args.clock_file}", flush=True)
