@@ -122,6 +122,8 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         return RunResult(day, tday.machine.state, jobs, tday.job_errors, tday.shutdown_requested)
     finally:
         try:
+            if svc is not None and svc.extra.get("stream") is not None:
+                svc.extra["stream"].close()  # the WebSocket threads
             if svc is not None and hasattr(svc.broker, "close"):
                 svc.broker.close()  # the paper broker's own database
         finally:
@@ -163,14 +165,15 @@ def _clock_and_day(cfg: Config, cal: TradingCalendar, mode: str, day: date | Non
 def _driver(cfg: Config, mode: str, clock, tday: TradingDay, day: date, virtual: bool):
     """One loop for every mode (see scheduler.py); phases run by catch-up are not run again."""
     plan = day_plan(day, cfg.session)
+    stream = tday.svc.extra.get("stream") if cfg.ws.wake else None  # [ws]: wake on socket data
     if virtual:
         idle = (_idle_probe(tday) if isinstance(clock, VirtualClock)
                 and tday.svc.extra.get("skip_idle", True) else None)
         return SimDriver(clock, plan, tday.run_job, lambda: tday.done, phases_run=tday.phases_run,
                          late_warn_sec=None if isinstance(clock, VirtualClock)
-                         else cfg.session.misfire_grace_sec, idle_until=idle)
+                         else cfg.session.misfire_grace_sec, idle_until=idle, stream=stream)
     return LiveDriver(plan, tday.run_job, lambda: tday.done, cfg.session.misfire_grace_sec,
-                      clock=clock, phases_run=tday.phases_run)
+                      clock=clock, phases_run=tday.phases_run, stream=stream)
 
 
 def _idle_probe(tday: TradingDay):

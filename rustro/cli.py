@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--clock-file", default="sandbox.clock.json", help="where the shared clock is written")
     sb.add_argument("--db", default="sandbox.paper.sqlite", help="the sandbox's own order database")
     sb.add_argument("--config", default="config.toml", help="config file (underlyings, freeze qty)")
+    sb.add_argument("--ws-port", type=int, default=None, help="also serve Angel's two WebSockets "
+                    "(market data, order updates) on this port (0 = any free port); faults "
+                    "ws_drop:N, ws_silence:N, ws_garbage:P, ws_delay:N")
 
     halt = sub.add_parser("halt", help="kill switch: the running bot exits all positions and halts")
     common(halt)

@@ -345,6 +345,9 @@ def build_desk(svc, day, secrets) -> None:
     else:
         from .broker.angelone import build_angel
         market, live_broker = build_angel(svc, secrets)
+        if svc.cfg.ws.enabled:  # [ws]: ticks (and, live, order updates) over WebSockets
+            from .stream import attach_stream
+            market = attach_stream(svc, day, market, live_broker.session, svc.mode == "live")
     desk_box: list[Desk] = []
 
     def contract(token: str) -> ContractSpec:
@@ -363,4 +366,6 @@ def build_desk(svc, day, secrets) -> None:
                              short_margin_per_unit=p.short_margin_per_unit, book_lag_sec=p.book_lag_sec)
     desk = Desk(svc, day, market, broker)
     desk_box.append(desk)
+    if svc.extra.get("stream") is not None:
+        svc.extra["stream"].bind(desk)
     svc.market, svc.broker, svc.desk = market, broker, desk
