@@ -54,6 +54,7 @@ class StreamHub:
         self.started = False
         self.counts = {"ticks": 0, "orders": 0, "frame_errors": 0, "drops": 0}
         self.trigger_mono: float | None = None   # earliest urgent event behind the current react
+        self.reacting = False                    # inside react (benchmarks time its orders)
         self._last_px: dict[str, tuple] = {}     # socket thread only: last prices per token
 
     # --- wiring ----------------------------------------------------------------------------------
@@ -239,9 +240,13 @@ class StreamHub:
             return
         if not len(desk.book) and not desk.ex.live():
             return
-        desk.settle_orders()
-        if len(desk.book):
-            exits.check_positions(desk, hourly=False)
+        self.reacting = True
+        try:
+            desk.settle_orders()
+            if len(desk.book):
+                exits.check_positions(desk, hourly=False)
+        finally:
+            self.reacting = False
 
 
 class StreamingMarketData:
