@@ -3,8 +3,9 @@ the socket threads would put them. Order updates go through the same machine as 
 duplicates or late ones change nothing), fresh ticks answer reads while stale ones fall back to
 REST, a silent socket is journaled once and redialled, subscriptions follow the positions, and
 the driver wakes for socket data on a wall or accelerated clock only."""
+import re
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import SimpleNamespace
 
 import pytest
@@ -15,11 +16,11 @@ from rustro.broker.ws_client import MARKET, ORDERS, SocketEvent
 from rustro.clock import IST, AcceleratedClock, VirtualClock
 from rustro.config import Config, WsConfig
 from rustro.order_inbox import OrderInbox, is_stale
-from rustro.scheduler import DayDriver, PlanEntry, day_plan
+from rustro.scheduler import DayDriver, day_plan
 from rustro.stream import StreamHub, StreamingMarketData
 
 from conftest import DAY
-from test_execution import ex_for, make_paper, market, paper, req  # noqa: F401 (fixtures)
+from test_execution import ex_for, market, paper, req  # noqa: F401 (market, paper: fixtures)
 
 OPTION = "50001"
 
@@ -281,3 +282,24 @@ def test_driver_runs_the_stream_job_when_woken_but_never_on_a_virtual_clock(virt
         assert ran == ["market_close"] and stream.waits == 0 and d.wakes == 0
     else:
         assert ran == ["stream", "market_close"] and d.wakes == 1
+
+
+def test_subscriptions_beyond_angels_limit_go_out_in_messages_of_1000():
+    from rustro.broker.ws_client import _chunks
+    got = _chunks({1: ["99926000"], 2: [str(i) for i in range(1500)]})
+    assert [sum(len(v) for v in c.values()) for c in got] == [1000, 501]
+    assert got[0][1] == ["99926000"] and got[1][2][-1] == "1499"
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"ws": {"market_url": "http://x"}}, "ws.market_url: must start with ws:// or wss://"),
+    ({"ws": {"order_url": "tns.angelone.in"}}, "ws.order_url: must start with ws://"),
+    ({"ws": {"max_tick_age_sec": 200.0}}, "ws.max_tick_age_sec: must be at most "
+                                          "data.stale_exit_sec (180)"),
+    ({"ws": {"silence_sec": 0}}, "ws.silence_sec: must be > 0"),
+    ({"ws": {"enabld": True}}, "ws.enabld: unknown key; did you mean 'enabled'?"),
+])
+def test_ws_config_errors_name_the_key(raw, words):
+    from rustro.config import ConfigError, parse_config
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        parse_config(raw)

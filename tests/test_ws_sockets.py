@@ -16,7 +16,7 @@ from rustro.broker.ws_client import (MARKET, ORDERS, SocketThread, angel_headers
                                      decode_market, decode_orders)
 from rustro.sandbox.ws import MARKET_PATH, ORDER_PATH, SocketServer  # noqa: E402
 
-from test_sandbox import envs, make_env  # noqa: E402,F401 (fixture)
+from test_sandbox import envs  # noqa: E402,F401 (fixture)
 
 NIFTY = "99926000"
 

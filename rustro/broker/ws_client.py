@@ -150,12 +150,25 @@ class SocketThread(threading.Thread):
         for action, a, b in ((wc.UNSUBSCRIBE, sent, wanted), (wc.SUBSCRIBE, wanted, sent)):
             for mode, by_ex in a.items():
                 diff = {ex: sorted(t - b.get(mode, {}).get(ex, set())) for ex, t in by_ex.items()}
-                diff = {ex: t for ex, t in diff.items() if t}
-                if diff:
+                for chunk in _chunks({ex: t for ex, t in diff.items() if t}):
                     self._seq += 1
-                    ws.send(wc.subscription_message(f"rs{self._seq:08d}"[-10:], mode, diff, action))
+                    ws.send(wc.subscription_message(f"rs{self._seq:08d}"[-10:], mode, chunk,
+                                                    action))
         with self._lock:
             self._sent = wanted
+
+
+def _chunks(tokens: dict[int, list[str]]) -> list[dict[int, list[str]]]:
+    """Messages of at most MAX_TOKENS_PER_CONNECTION tokens each (past that on one connection
+    Angel answers E1002, which is journaled as ws_error)."""
+    flat = [(ex, t) for ex, toks in sorted(tokens.items()) for t in toks]
+    out = []
+    for i in range(0, len(flat), wc.MAX_TOKENS_PER_CONNECTION):
+        chunk: dict[int, list[str]] = {}
+        for ex, t in flat[i:i + wc.MAX_TOKENS_PER_CONNECTION]:
+            chunk.setdefault(ex, []).append(t)
+        out.append(chunk)
+    return out
 
 
 def decode_market(frame) -> list:
