@@ -46,7 +46,8 @@ class StreamHub:
         self.ticks: dict[tuple[int, str], wc.Tick] = {}
         self.urgent_tokens: frozenset[str] = frozenset()
         self.up: dict[str, bool] = {}
-        self.down_since: dict[str, datetime] = {}
+        self.down_since: dict[str, datetime] = {}   # until data flows (first connect included)
+        self.down_journaled: set[str] = set()
         self.last_data: dict[str, datetime] = {}
         self.frame_errors: dict[str, int] = {}      # refused since the last one journaled
         self.frame_error_at: dict[str, datetime] = {}
@@ -139,6 +140,8 @@ class StreamHub:
             self.last_data[ev.socket] = ev.at
             if ev.socket == ORDERS:
                 self._healed(ev.socket, ev.at)
+        elif ev.kind == "down" and ev.payload.get("requested"):
+            self.up[ev.socket] = False   # our own redial: journaled when it was asked for
         elif ev.kind == "down":
             self._down(ev.socket, ev.payload.get("reason", ""), ev.at)
         elif ev.kind == "frame_error":
@@ -162,10 +165,12 @@ class StreamHub:
         self.journal.record(kind, payload, day=self.day)
 
     def _down(self, socket: str, reason: str, when: datetime) -> None:
+        """Journaled once per outage (a socket that never connected included)."""
         was_up = self.up.get(socket, False)
         self.up[socket] = False
-        if socket not in self.down_since:
-            self.down_since[socket] = when
+        self.down_since.setdefault(socket, when)
+        if socket not in self.down_journaled:
+            self.down_journaled.add(socket)
             self.counts["drops"] += 1
             self._rec("ws_down", {"socket": socket, "reason": reason,
                                   "fallback": "REST polling", "was_connected": was_up})
@@ -174,6 +179,7 @@ class StreamHub:
         since = self.down_since.pop(socket, None)
         if since is not None:
             self.up[socket] = True
+            self.down_journaled.discard(socket)
             self._rec("ws_up", {"socket": socket,
                                 "down_sec": round((when - since).total_seconds(), 3)})
 

@@ -198,13 +198,33 @@ def test_silence_in_market_hours_is_one_ws_down_then_ws_up_when_ticks_return(jou
     assert len(downs) == 1 and downs[0].payload["reason"] == "no tick for 21 s"
     assert downs[0].payload["fallback"] == "REST polling"
     assert hub.threads[MARKET].dropped == ["silent for 21 s"]   # redialled
-    put(hub, "down", {"reason": "ConnectionClosed"})            # the redial itself: no new row
+    put(hub, "down", {"reason": "silent for 21 s", "requested": True})  # our redial: no row
+    put(hub, "down", {"reason": "ConnectionRefused"})          # same outage: no new row
     put(hub, "up", {})
     put(hub, "tick", tick(clock))
     hub.drain()
     assert len(journal.events(DAY, kinds=("ws_down",))) == 1
     ups = journal.events(DAY, kinds=("ws_up",))
     assert len(ups) == 1 and ups[0].payload["down_sec"] == 30.0
+
+
+def test_a_socket_that_never_connects_is_journaled_once_and_a_late_redial_after_healing_is_not(
+        journal):
+    clock = VirtualClock(at_day(10, 0))
+    hub = hub_for(journal, clock)
+    hub.down_since[MARKET] = clock.now()
+    for _ in range(3):
+        put(hub, "down", {"reason": "InvalidStatus: 401"})
+    hub.drain()
+    downs = [e.payload for e in journal.events(DAY, kinds=("ws_down",))]
+    assert downs == [{"socket": MARKET, "reason": "InvalidStatus: 401",
+                      "fallback": "REST polling", "was_connected": False}]
+    put(hub, "up", {})
+    put(hub, "tick", tick(clock))
+    put(hub, "down", {"reason": "silent for 60 s", "requested": True})   # asked before it healed
+    hub.drain()
+    assert len(journal.events(DAY, kinds=("ws_down",))) == 1
+    assert len(journal.events(DAY, kinds=("ws_up",))) == 1 and hub.up[MARKET] is False
 
 
 def test_no_silence_outside_market_hours_and_garbage_journaled_once_a_minute(journal):

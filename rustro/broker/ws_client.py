@@ -62,6 +62,7 @@ class SocketThread(threading.Thread):
         self.ping_sec, self.reconnect_max_sec = ping_sec, reconnect_max_sec
         self._stop_event = threading.Event()
         self._drop_reason = ""
+        self._requested = False
         self._lock = threading.Lock()
         self._wanted: dict[int, dict[int, set[str]]] = {}   # mode -> exchangeType -> tokens
         self._sent: dict[int, dict[int, set[str]]] = {}
@@ -97,7 +98,7 @@ class SocketThread(threading.Thread):
         connect = require_websockets()
         backoff = 0.5
         while not self._stop_event.is_set():
-            reason = ""
+            reason, self._requested = "", False
             try:
                 with connect(self.url, additional_headers=self.headers(), open_timeout=10,
                              ping_interval=self.ping_sec, ping_timeout=self.ping_sec * 2,
@@ -112,7 +113,7 @@ class SocketThread(threading.Thread):
                 reason = f"{type(exc).__name__}: {exc}"
             if self._stop_event.is_set():
                 break
-            self._emit("down", {"reason": reason[:200]})
+            self._emit("down", {"reason": reason[:200], "requested": self._requested})
             self._stop_event.wait(backoff)
             backoff = min(backoff * 2, self.reconnect_max_sec)
 
@@ -122,6 +123,7 @@ class SocketThread(threading.Thread):
         while not self._stop_event.is_set():
             if self._drop_reason:
                 reason, self._drop_reason = self._drop_reason, ""
+                self._requested = True   # the hub asked (and journaled why)
                 return reason
             self._sync_subscriptions(ws)
             if _time.monotonic() - last_ping >= self.ping_sec:
