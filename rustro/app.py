@@ -133,6 +133,8 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
             notifier.close()  # bounded wait for the sender; journals what failed
         try:
             recorder.finish(svc)  # the market-data store's last writes
+            if svc is not None and svc.extra.get("stream") is not None:
+                svc.extra["stream"].close()  # the WebSocket threads
             if svc is not None and hasattr(svc.broker, "close"):
                 svc.broker.close()  # the paper broker's own database
         finally:
@@ -174,14 +176,15 @@ def _clock_and_day(cfg: Config, cal: TradingCalendar, mode: str, day: date | Non
 def _driver(cfg: Config, mode: str, clock, tday: TradingDay, day: date, virtual: bool):
     """One loop for every mode (see scheduler.py); phases run by catch-up are not run again."""
     plan = day_plan(day, cfg.session)
+    stream = tday.svc.extra.get("stream") if cfg.ws.wake else None  # [ws]: wake on socket data
     if virtual:
         idle = (_idle_probe(tday) if isinstance(clock, VirtualClock)
                 and tday.svc.extra.get("skip_idle", True) else None)
         return SimDriver(clock, plan, tday.run_job, lambda: tday.done, phases_run=tday.phases_run,
                          late_warn_sec=None if isinstance(clock, VirtualClock)
-                         else cfg.session.misfire_grace_sec, idle_until=idle)
+                         else cfg.session.misfire_grace_sec, idle_until=idle, stream=stream)
     return LiveDriver(plan, tday.run_job, lambda: tday.done, cfg.session.misfire_grace_sec,
-                      clock=clock, phases_run=tday.phases_run)
+                      clock=clock, phases_run=tday.phases_run, stream=stream)
 
 
 def _idle_probe(tday: TradingDay):

@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--clock-file", default="sandbox.clock.json", help="where the shared clock is written")
     sb.add_argument("--db", default="sandbox.paper.sqlite", help="the sandbox's own order database")
     sb.add_argument("--config", default="config.toml", help="config file (underlyings, freeze qty)")
+    sb.add_argument("--ws-port", type=int, default=None, help="also serve Angel's two WebSockets "
+                    "(market data, order updates) on this port (0 = any free port); faults "
+                    "ws_drop:N, ws_silence:N, ws_garbage:P, ws_delay:N")
 
     rp = sub.add_parser("replay", help="run a recorded paper or live day again on its recorded "
                         "market data and the paper broker; print recorded vs replayed decisions")

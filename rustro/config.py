@@ -201,6 +201,21 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
+class WsConfig:
+    """[ws]: ticks and order updates over Angel's WebSockets (the optional `ws` extra). REST
+    polling stays the fallback whenever a socket is off, silent or down."""
+    enabled: bool = False
+    market_url: str = "wss://smartapisocket.angelone.in/smart-stream"
+    order_url: str = "wss://tns.angelone.in/smart-order-update"
+    silence_sec: float = pos(600, default=20.0)        # no tick this long in market hours: socket down
+    max_tick_age_sec: float = pos(600, default=5.0)    # an older tick is not served: REST instead
+    order_poll_sec: float = pos(3600, default=30.0)    # safety REST poll of a working order anyway
+    ping_sec: float = pos(60, default=10.0)            # heartbeat, wall seconds
+    reconnect_max_sec: float = pos(300, default=30.0)  # longest backoff between reconnects, wall
+    wake: bool = True                                  # react to a tick or order update at once
+
+
+@dataclass(frozen=True)
 class Config:
     bot: BotConfig = BotConfig()
     session: SessionConfig = SessionConfig()
@@ -224,6 +239,7 @@ class Config:
     notify: NotifyConfig = NotifyConfig()
     log: LogConfig = LogConfig()
     store: StoreConfig = StoreConfig()
+    ws: WsConfig = WsConfig()
 
     def underlying(self, name: str) -> UnderlyingConfig:
         for u in self.underlyings:

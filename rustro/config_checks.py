@@ -172,6 +172,19 @@ def _check_store(cfg: Config) -> None:
 _CHECKS = _CHECKS + (_check_store,)
 
 
+def _check_ws(cfg: Config) -> None:
+    for key in ("market_url", "order_url"):
+        url = getattr(cfg.ws, key)
+        if not url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"ws.{key}: must start with ws:// or wss://, got {url!r}")
+    if cfg.ws.max_tick_age_sec > cfg.data.stale_exit_sec:
+        raise ConfigError(f"ws.max_tick_age_sec: must be at most data.stale_exit_sec "
+                          f"({cfg.data.stale_exit_sec}), got {cfg.ws.max_tick_age_sec:g}")
+
+
+_CHECKS = _CHECKS + (_check_ws,)
+
+
 def cross_checks(cfg: Config) -> None:
     """Raise ConfigError for the first rule `cfg` breaks; return None if it breaks none."""
     for check in _CHECKS:

@@ -344,7 +344,10 @@ def build_desk(svc, day, secrets) -> None:
         from .broker.angelone import build_angel
         from .market import recorder  # issue 11: paper and live record what they receive
         market, live_broker = build_angel(svc, secrets)
-        market, broker_market = recorder.attach(svc, day, market)
+        if svc.cfg.ws.enabled:  # [ws]: ticks (and, live, order updates) over WebSockets
+            from .stream import attach_stream
+            market = attach_stream(svc, day, market, live_broker.session, svc.mode == "live")
+        market, broker_market = recorder.attach(svc, day, market)  # what the bot receives, either way
     desk_box: list[Desk] = []
 
     def contract(token: str) -> ContractSpec:
@@ -364,4 +367,6 @@ def build_desk(svc, day, secrets) -> None:
                              short_margin_per_unit=p.short_margin_per_unit, book_lag_sec=p.book_lag_sec)
     desk = Desk(svc, day, market, broker)
     desk_box.append(desk)
+    if svc.extra.get("stream") is not None:
+        svc.extra["stream"].bind(desk)
     svc.market, svc.broker, svc.desk = market, broker, desk

@@ -232,6 +232,12 @@ class TradingDay:
         if until is not None and after == before:
             self.idle_until = until
 
+    def job_stream(self) -> None:
+        """Socket data woke the loop between jobs: react now (rustro/stream.py)."""
+        stream = self.svc.extra.get("stream")
+        if stream is not None:
+            stream.react(self)
+
     def job_eod_exit(self) -> None:
         if self.machine.state in (m.PRE_OPEN, m.WARMUP, m.ENTRY_WINDOW, m.MANAGING, m.HALTED):
             self._fire("eod", "mandatory end-of-day exit")

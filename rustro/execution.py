@@ -13,66 +13,19 @@ from __future__ import annotations
 
 import logging
 import time as _time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Callable
 
 from . import order_machine as om
 from .broker.base import SELL, AmbiguousOrder, BrokerError, BrokerOrder, OrderRejected, OrderRequest
+from .order_inbox import OrderInbox
 from .orders import ladder_schedule, last_resort_price
+from .working_order import Outcome, WorkingOrder
 
 log = logging.getLogger(__name__)
+NO_NEWS = object()  # the order socket is up and said nothing new: advance on what we know
 STEP_BUDGET_SEC = 20.0  # wall seconds one step may spend before leaving orders to the next tick
-
-
-@dataclass
-class WorkingOrder:
-    tag: str
-    purpose: str                    # entry | exit
-    position_id: str | None
-    underlying: str
-    req: OrderRequest               # as last sent (price follows modifies)
-    tick: float
-    sent_at: datetime
-    machine: om.OrderMachine
-    first_price: float = 0.0
-    order_id: str = ""
-    unique_id: str = ""
-    filled_qty: int = 0             # journaled fills only
-    fill_value: float = 0.0
-    first_fill_ts: str | None = None
-    last_fill_ts: str | None = None
-    steps_done: int = 0
-    last_action: datetime | None = None
-    cancel_wanted: str = ""         # a reason once we want it gone (found later: cancelled then)
-    failing: str = ""               # the call failing now, journaled once per streak
-    stepped: float = 0.0            # monotonic time this order was last stepped
-    fill_ids: set = field(default_factory=set)
-
-    @property
-    def state(self) -> str:
-        return self.machine.state
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in om.TERMINAL
-
-    @property
-    def unfilled(self) -> int:
-        return max(0, self.req.qty - self.filled_qty)
-
-    @property
-    def avg_price(self) -> float:
-        return round(self.fill_value / self.filled_qty, 4) if self.filled_qty else 0.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one step changed for one order, for the flows (entries, exits) to act on."""
-    order: WorkingOrder
-    new_fill_qty: int
-    new_fill_value: float
-    became_terminal: bool
 
 
 class _Books:
@@ -99,6 +52,13 @@ class Execution:
         self.held, self.bid_for = held, bid_for or (lambda o: 0.0)
         self.orders: dict[str, WorkingOrder] = {}
         self.failing = ""  # the shared books' failing call, journaled once per streak
+        # The order-status socket (rustro/stream.py), when on: updates wait in the inbox for
+        # the next step; while the socket is up a working order is polled only every
+        # poll_every_sec. before_step drains the socket queue on this thread.
+        self.inbox = OrderInbox()
+        self.push_live: Callable[[], bool] = lambda: False
+        self.poll_every_sec: float = 0.0
+        self.before_step: Callable[[], object] | None = None
 
     # --- journal ------------------------------------------------------------------------------
     def _rec(self, kind: str, payload: dict) -> None:
@@ -213,10 +173,19 @@ class Execution:
             o.machine.move(trigger)
         return True
 
+    def push(self, seen: BrokerOrder) -> bool:
+        """An order-socket update, kept for the next step (stale and duplicate ones dropped)."""
+        o = self.orders.get(seen.tag)
+        if o is None or o.terminal:
+            return False
+        return self.inbox.offer(seen, o.filled_qty, o.seen_at)
+
     # --- the tick -----------------------------------------------------------------------------
     def step(self) -> list[Outcome]:
         """Advance every order that is not final by at most one action. Bounded: at most one
         order-book and one trade-book call, and per order one poll plus one modify or cancel."""
+        if self.before_step is not None:
+            self.before_step()
         books = _Books(self.broker, lambda call, err: self._error_once(None, call, err))
         out, started = [], _time.monotonic()
         live = [o for o in self.orders.values() if o.state in om.IN_FLIGHT]
@@ -242,7 +211,9 @@ class Execution:
         seen = self._poll(o, books)
         if seen is None:
             return
-        self._observe(o, seen, books)
+        if seen is not NO_NEWS:
+            self._observe(o, seen, books)
+            self.inbox.absorbed(o.tag, o.filled_qty)
         if not o.terminal:
             self._advance(o)
 
@@ -276,6 +247,14 @@ class Execution:
         return net > held if o.req.side != SELL else net < held
 
     def _poll(self, o: WorkingOrder, books: _Books) -> BrokerOrder | None:
+        pushed = self.inbox.peek(o.tag)
+        if pushed is not None:
+            return pushed
+        now = self.clock.now()
+        if o.unique_id and self.push_live() and \
+                (now - (o.polled_at or o.sent_at)).total_seconds() < self.poll_every_sec:
+            return NO_NEWS
+        o.polled_at = now
         if o.unique_id:
             try:
                 seen = self.broker.order_details(o.unique_id)
@@ -290,6 +269,8 @@ class Execution:
         """Fills first, then the status: a journaled status never claims fills we lack."""
         if seen.order_id and not o.order_id:
             o.order_id, o.unique_id = seen.order_id, seen.unique_order_id
+        if seen.updated is not None and (o.seen_at is None or seen.updated > o.seen_at):
+            o.seen_at = seen.updated
         if seen.filled_qty > o.filled_qty:
             self._sync_fills(o, seen, books)
             if seen.filled_qty > o.filled_qty:

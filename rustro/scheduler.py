@@ -169,15 +169,19 @@ class DayDriver:
     `late_warn_sec`: a job starting later than this is logged as late; it still runs.
     `idle_until`: VirtualClock only (ignored on any other clock): called after each `IDLE_JOB`
     run, the instant before which that job's further runs are provably idle, or None.
+    `stream`: any clock but a VirtualClock (ignored there): the WebSocket hub. While waiting for
+    the next job the driver sleeps on `stream.wait(wall_sec)` instead, and when it returns True
+    (an urgent tick or order update arrived) runs the `STREAM_JOB` at once, between jobs.
     """
 
     SLICE_SEC = 0.5  # longest real-time sleep between two stop checks
     IDLE_JOB = "monitor"
+    STREAM_JOB = "stream"
 
     def __init__(self, clock, plan: list[PlanEntry], run_job: Callable[[str], None],
                  should_stop: Callable[[], bool], *, phases_run: set[str] | None = None,
                  late_warn_sec: float | None = None,
-                 idle_until: Callable[[], datetime | None] | None = None):
+                 idle_until: Callable[[], datetime | None] | None = None, stream=None):
         self.clock = clock
         self.plan = plan
         self.run_job = run_job
@@ -187,6 +191,8 @@ class DayDriver:
         self.stop_requested = False
         self.agenda: Agenda | None = None
         self.idle_until = idle_until if isinstance(clock, VirtualClock) else None
+        self.stream = None if isinstance(clock, VirtualClock) else stream
+        self.wakes = 0  # stream jobs run between scheduled jobs
         self.deferrals = 0  # how many times the idle job was deferred (tests, benchmarks)
 
     def stop(self) -> None:
@@ -234,7 +240,11 @@ class DayDriver:
                 return True
             if self._stopped():
                 return False
-            self.clock.sleep(min(left, slice_sec))
+            if self.stream is None:
+                self.clock.sleep(min(left, slice_sec))
+            elif self.stream.wait(min(left, slice_sec) / getattr(self.clock, "factor", 1.0)):
+                self.wakes += 1
+                self.run_job(self.STREAM_JOB)
 
 
 class SimDriver(DayDriver):
@@ -243,9 +253,9 @@ class SimDriver(DayDriver):
     def __init__(self, clock: VirtualClock | AcceleratedClock, plan: list[PlanEntry],
                  run_job: Callable[[str], None], should_stop: Callable[[], bool], *,
                  phases_run: set[str] | None = None, late_warn_sec: float | None = None,
-                 idle_until: Callable[[], datetime | None] | None = None):
+                 idle_until: Callable[[], datetime | None] | None = None, stream=None):
         super().__init__(clock, plan, run_job, should_stop, phases_run=phases_run,
-                         late_warn_sec=late_warn_sec, idle_until=idle_until)
+                         late_warn_sec=late_warn_sec, idle_until=idle_until, stream=stream)
 
 
 class LiveDriver(DayDriver):
@@ -255,6 +265,6 @@ class LiveDriver(DayDriver):
 
     def __init__(self, plan: list[PlanEntry], run_job: Callable[[str], None],
                  should_stop: Callable[[], bool], misfire_grace_sec: float | None = None, *,
-                 clock=None, phases_run: set[str] | None = None):
+                 clock=None, phases_run: set[str] | None = None, stream=None):
         super().__init__(clock if clock is not None else WallClock(), plan, run_job, should_stop,
-                         phases_run=phases_run, late_warn_sec=misfire_grace_sec)
+                         phases_run=phases_run, late_warn_sec=misfire_grace_sec, stream=stream)

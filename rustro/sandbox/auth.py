@@ -131,6 +131,15 @@ class TokenStore:
             tok.calls += 1
             return tok.client
 
+    def check(self, authorization: str) -> str:
+        """The client code behind a live JWT, without counting a call (the WebSocket handshake)."""
+        jwt = authorization.strip().removeprefix("Bearer").strip()
+        with self._lock:
+            tok = self._jwts.get(jwt)
+            if tok is None or not tok.alive or self.clock.now() >= tok.expires:
+                raise AuthFailure("AG8001", "Invalid Token", gateway=True)
+            return tok.client
+
     def logout(self, client: str) -> None:
         with self._lock:
             for tok in (*self._jwts.values(), *self._refresh.values()):

@@ -10,6 +10,12 @@ placed, as Angel's books lag the exchange).
 action is committed, then the connection is dropped without a reply, so the client alone must
 find out what happened. A `timeout` on those routes does the same; `lost` keeps reads untouched.
 
+WebSocket faults (`rustro/sandbox/ws.py`): `ws_drop:N` closes every socket connection each N
+sandbox seconds; `ws_silence:N` makes the market socket send no tick for N sandbox seconds, then
+ticks for N, and so on (the connection stays up and answers pings); `ws_garbage:P` replaces each
+frame by garbage (a truncated, unknown-mode or non-JSON frame) with probability P; `ws_delay:N`
+pushes each order update N sandbox seconds late.
+
 Decisions are a pure function of (seed, route, how many times the route was called, rule index):
 the same sequence of calls against the same spec and seed meets the same faults.
 """
@@ -25,6 +31,8 @@ ROUTE_FAULTS = ("timeout", "5xx", "html", "empty", "reject", "lost")
 AFTER_ACTION = frozenset({"timeout", "5xx", "empty", "lost"})
 MUTATING_ROUTES = frozenset({"placeOrder", "modifyOrder", "cancelOrder"})
 ONLY_MUTATING = frozenset({"lost"})   # kinds that exist only on the routes above
+WS_FAULTS = {"ws_drop": "ws_drop_sec", "ws_silence": "ws_silence_sec",
+             "ws_garbage": "ws_garbage_prob", "ws_delay": "ws_delay_sec"}
 
 
 class FaultSpecError(ValueError):
@@ -49,11 +57,20 @@ class FaultSpec:
     ag8001_after: int = 0          # 0 = tokens never die early
     partial_fill_prob: float | None = None
     book_lag_sec: float = 0.0      # 0 = the books show an order at once
+    ws_drop_sec: float = 0.0       # sockets closed by the server every N sandbox seconds
+    ws_silence_sec: float = 0.0    # market socket alternates N s silent, N s ticking
+    ws_garbage_prob: float = 0.0   # a frame replaced by garbage
+    ws_delay_sec: float = 0.0      # order updates pushed this late
 
     @property
     def empty(self) -> bool:
         return (not self.rules and not self.ag8001_after and self.partial_fill_prob is None
-                and not self.book_lag_sec)
+                and not self.book_lag_sec and not self.ws_faults)
+
+    @property
+    def ws_faults(self) -> bool:
+        return bool(self.ws_drop_sec or self.ws_silence_sec or self.ws_garbage_prob
+                    or self.ws_delay_sec)
 
 
 def _prob(text: str, item: str) -> float:
@@ -91,6 +108,7 @@ def parse_faults(spec: str, routes: frozenset[str] | set[str]) -> FaultSpec:
     """The FaultSpec of `spec`; `routes` are the route names a rule may name (besides `*`)."""
     rules: list[FaultRule] = []
     after, partial, lag = 0, None, 0.0
+    ws: dict[str, float] = {}
     for raw in (spec or "").split(","):
         item = raw.strip()
         if not item:
@@ -109,6 +127,12 @@ def parse_faults(spec: str, routes: frozenset[str] | set[str]) -> FaultSpec:
             if len(parts) != 2:
                 raise FaultSpecError(f"fault {item!r}: expected lag:N (seconds)")
             lag = _seconds(parts[1], item)
+        elif kind in WS_FAULTS:
+            if len(parts) != 2:
+                raise FaultSpecError(f"fault {item!r}: expected {kind}:"
+                                     f"{'P' if kind == 'ws_garbage' else 'N (seconds)'}")
+            ws[WS_FAULTS[kind]] = (_prob(parts[1], item) if kind == "ws_garbage"
+                                   else _seconds(parts[1], item))
         elif kind in ROUTE_FAULTS:
             if len(parts) != 3:
                 raise FaultSpecError(f"fault {item!r}: expected {kind}:ROUTE:PROB")
@@ -116,8 +140,9 @@ def parse_faults(spec: str, routes: frozenset[str] | set[str]) -> FaultSpec:
             rules.append(FaultRule(kind, route, _prob(parts[2], item)))
         else:
             raise FaultSpecError(f"fault {item!r}: unknown kind {parts[0]!r} (one of "
-                                 f"{', '.join(ROUTE_FAULTS)}, ag8001_after, partial, lag)")
-    return FaultSpec(tuple(rules), after, partial, lag)
+                                 f"{', '.join(ROUTE_FAULTS)}, ag8001_after, partial, lag, "
+                                 f"{', '.join(WS_FAULTS)})")
+    return FaultSpec(tuple(rules), after, partial, lag, **ws)
 
 
 @dataclass

@@ -107,6 +107,11 @@ def main(cfg: Config, args) -> int:
         sandbox.close()
         print(f"sandbox: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
+    sockets = _sockets(sandbox, clock, getattr(args, "ws_port", None))
+    if sockets is False:
+        server.server_close()
+        sandbox.close()
+        return EXIT_USAGE
     write_clock_file(args.clock_file, clock)
     source = f"recorded market from {store}" if store else f"seed {args.seed}"
     print(f"sandbox: SmartAPI at {server.url} (market {day} from {cfg.session.pre_open:%H:%M} IST, "
@@ -120,22 +125,48 @@ def main(cfg: Config, args) -> int:
         print("  credentials: sandbox defaults; to rehearse, export:", flush=True)
         for line in export_lines(creds):
             print(f"    {line}", flush=True)
+    if sockets:
+        print(f"  websockets: [ws] market_url = \"{sockets.url}/smart-stream\", order_url = "
+              f"\"{sockets.url}/smart-order-update\"", flush=True)
     if not faults.empty:
         print(f"  faults: {args.faults}", flush=True)
-    return _serve(server, sandbox)
+    return _serve(server, sandbox, sockets or None)
 
 
-def _serve(server: SandboxServer, sandbox: Sandbox) -> int:
+def _sockets(sandbox: Sandbox, clock, port: int | None):
+    """The WebSocket server when --ws-port is given (None if not; False if it cannot start)."""
+    if port is None:
+        return None
+    try:
+        from .ws import SocketServer
+        return SocketServer(sandbox.app, clock, port)
+    except ImportError:
+        print("sandbox: --ws-port needs the 'websockets' package: pip install 'rustro[ws]'",
+              file=sys.stderr)
+    except OSError as exc:
+        print(f"sandbox: cannot listen on 127.0.0.1:{port}: {exc.strerror}", file=sys.stderr)
+    return False
+
+
+def _serve(server: SandboxServer, sandbox: Sandbox, sockets=None) -> int:
     stop = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start()
+        if sockets is not None:
+            sockets.start()
         while not stop.wait(0.2):
             pass
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        if sockets is not None:
+            sockets.stop()
         server.stop()
         sandbox.close()
+    # what the bot asked of the sandbox: REST requests per route, WebSocket frames pushed
+    print("sandbox: requests " + json.dumps(dict(sorted(sandbox.app.calls.items()))), flush=True)
+    if sockets is not None:
+        print("sandbox: websocket " + json.dumps(sockets.counts), flush=True)
     print("sandbox: stopped", flush=True)
     return EXIT_OK
