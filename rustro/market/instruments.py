@@ -197,6 +197,7 @@ def parse_master(rows: Iterable[Any], underlyings: Sequence[str] = DEFAULT_UNDER
     skipped: dict[str, int] = defaultdict(int)
     examples: dict[str, list[int]] = defaultdict(list)
     total = 0
+    memo_get = _ROW_MEMO.get
 
     def skip(reason: str, i: int) -> None:
         skipped[reason] += 1
@@ -208,10 +209,15 @@ def parse_master(rows: Iterable[Any], underlyings: Sequence[str] = DEFAULT_UNDER
         if type(row) is not dict:
             skip("not_an_object", i)
             continue
-        inst = _memo_get(row, wanted)
+        try:
+            key: tuple | None = (wanted, *row.items())
+            inst = memo_get(key, _MISS)
+        except TypeError:  # an unhashable value (a list, a dict): never memoized
+            key, inst = None, _MISS
         if inst is _MISS:
             inst = _parse_row(row, wanted, parse_row)
-            _memo_put(row, wanted, inst)
+            if key is not None:
+                _memo_put(key, row, inst)
         if inst is None:
             continue
         if isinstance(inst, str):
@@ -233,26 +239,19 @@ def parse_master(rows: Iterable[Any], underlyings: Sequence[str] = DEFAULT_UNDER
 _MISS = object()
 
 
-def _memo_get(row: dict, wanted: frozenset):
-    """The memoized parse of a row equal to `row` (for these underlyings), else _MISS.
+def _memo_put(key: tuple, row: dict, inst) -> None:
+    """Remember the parse of `row` (key: the underlyings wanted, then the row's items).
 
     Day after day a master repeats most of its rows (a backtest parses one a day), and an
     Instrument is immutable. Only rows whose values are all strings are stored (Angel's are):
     a stored row equals another only if the other's values are the same strings, so a 1 can
     never stand in for "1", or True for 1."""
-    try:
-        return _ROW_MEMO.get((wanted, *row.items()), _MISS)
-    except TypeError:  # an unhashable value (a list, a dict): never memoized
-        return _MISS
-
-
-def _memo_put(row: dict, wanted: frozenset, inst) -> None:
     for v in row.values():
         if type(v) is not str:
             return
     if len(_ROW_MEMO) >= ROW_MEMO_MAX:
         _ROW_MEMO.clear()
-    _ROW_MEMO[(wanted, *row.items())] = inst
+    _ROW_MEMO[key] = inst
 
 
 def _parse_row(row: dict, wanted: frozenset, parse_row: "_RowParser"):
@@ -417,8 +416,9 @@ class InstrumentMaster:
                  i.lot_size, i.tick_size) for i in self.instruments]
 
     def records_json(self) -> str:
-        """`to_records` as the JSON text the journal's `instrument_masters` row holds."""
-        return json.dumps(self.to_records(), separators=(",", ":"), allow_nan=False)
+        """`to_records` as the JSON text the journal's `instrument_masters` row holds, made of
+        one cached fragment per instrument (a backtest writes mostly the same ones every day)."""
+        return "[" + ",".join(map(_record_json, self.instruments)) + "]"
 
     @classmethod
     def from_records_json(cls, text: str) -> "InstrumentMaster":
@@ -433,6 +433,23 @@ class InstrumentMaster:
     @classmethod
     def from_records(cls, records: Iterable[Sequence]) -> "InstrumentMaster":
         return cls(_from_record(n, r) for n, r in enumerate(records))
+
+
+_RECORD_JSON: dict[int, tuple[Instrument, str]] = {}   # id -> (the instrument, kept alive; JSON)
+
+
+def _record_json(inst: Instrument) -> str:
+    hit = _RECORD_JSON.get(id(inst))
+    if hit is not None and hit[0] is inst:
+        return hit[1]
+    text = json.dumps([inst.token, inst.symbol, inst.name, inst.exchange, inst.instrument_type,
+                       inst.expiry.isoformat() if inst.expiry else None, inst.strike,
+                       inst.option_type, inst.lot_size, inst.tick_size],
+                      separators=(",", ":"), allow_nan=False)
+    if len(_RECORD_JSON) >= ROW_MEMO_MAX:
+        _RECORD_JSON.clear()
+    _RECORD_JSON[id(inst)] = (inst, text)
+    return text
 
 
 def _from_record(n: int, rec: Sequence) -> Instrument:

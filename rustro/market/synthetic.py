@@ -388,7 +388,7 @@ class SyntheticMarket(CandlesMixin):
                     rows.extend(map(listed_row, listed_keys(self.cal, u, today, spot)))
                 return rows
             self._master = (today, SHARED_MASTERS.get_or((self._cal_key, today, spots), make))
-        return [dict(r) for r in self._master[1]]
+        return list(map(dict, self._master[1]))
 
     def contracts(self, underlying: str) -> list[Contract]:
         """Today's listed futures and options of one underlying (the master's NFO rows, decoded)."""
