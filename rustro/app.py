@@ -106,42 +106,54 @@ def run_day(cfg: Config, mode: str, journal_path: Path, day: date | None, seed: 
         if owned:  # a backtest (a journal handed in) sends nothing
             notifier = attach_notifier(cfg, mode, secrets, tday)
         recorder.watch_jobs(svc, tday)  # issue 11: job instants, for replay
-        driver_box: list = []
-
-        def on_signal(signum, _frame):
-            name = signal.Signals(signum).name
-            tday.request_shutdown(name)
-            if driver_box:
-                driver_box[0].stop()  # the job running now finishes, then the loop ends
-
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            tday.startup()
-            if notifier is not None:
-                notifier.after_job("startup", False)  # a restart is told before the first job
-            driver = _driver(cfg, mode, clock, tday, day, virtual=mode == "sim" or bool(clock_file))
-            driver_box.append(driver)
-            jobs = 0 if tday.done else driver.run()
-            if tday.shutdown_requested:
-                tday.finish_shutdown()
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
+        jobs = _drive(cfg, mode, clock, tday, day, clock_file, notifier)
         return RunResult(day, tday.machine.state, jobs, tday.job_errors, tday.shutdown_requested)
     finally:
+        _close_run(svc, notifier, journal, owned)
+
+
+def _drive(cfg: Config, mode: str, clock, tday: TradingDay, day: date, clock_file: str | None,
+           notifier) -> int:
+    """Start-up, then the driver until the day closes or a signal stops it; jobs run."""
+    driver_box: list = []
+
+    def on_signal(signum, _frame):
+        name = signal.Signals(signum).name
+        tday.request_shutdown(name)
+        if driver_box:
+            driver_box[0].stop()  # the job running now finishes, then the loop ends
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        tday.startup()
         if notifier is not None:
-            notifier.close()  # bounded wait for the sender; journals what failed
-        try:
-            recorder.finish(svc)  # the market-data store's last writes
-            if svc is not None and svc.extra.get("stream") is not None:
-                svc.extra["stream"].close()  # the WebSocket threads
-            if svc is not None and hasattr(svc.broker, "close"):
-                svc.broker.close()  # the paper broker's own database
-        finally:
-            if owned:
-                journal.close()
-            else:
-                journal.flush()  # a backtest's batch: one commit per simulated day
+            notifier.after_job("startup", False)  # a restart is told before the first job
+        driver = _driver(cfg, mode, clock, tday, day, virtual=mode == "sim" or bool(clock_file))
+        driver_box.append(driver)
+        jobs = 0 if tday.done else driver.run()
+        if tday.shutdown_requested:
+            tday.finish_shutdown()
+        return jobs
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _close_run(svc, notifier, journal: Journal, owned: bool) -> None:
+    """Whatever the day's end, every party is closed; the journal last."""
+    if notifier is not None:
+        notifier.close()  # bounded wait for the sender; journals what failed
+    try:
+        recorder.finish(svc)  # the market-data store's last writes
+        if svc is not None and svc.extra.get("stream") is not None:
+            svc.extra["stream"].close()  # the WebSocket threads
+        if svc is not None and hasattr(svc.broker, "close"):
+            svc.broker.close()  # the paper broker's own database
+    finally:
+        if owned:
+            journal.close()
+        else:
+            journal.flush()  # a backtest's batch: one commit per simulated day
 
 
 def _resume_clock(cfg: Config, clock, journal: Journal, day: date):

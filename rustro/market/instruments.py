@@ -12,20 +12,18 @@ import json
 import logging
 import math
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date
 from typing import Any, Iterable, Sequence
 
 from ..calendar import dte
+from .master_rows import (ROW_MEMO_MAX, Instrument, MasterError, parse_expiry,  # noqa: F401
+                          parse_rows)
 from .strikes import OPTION_TYPES, _fmt, _paise, atm_strike  # noqa: F401  (atm_strike re-exported)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_UNDERLYINGS = ("NIFTY", "BANKNIFTY", "FINNIFTY")
 VIX_SYMBOL = "India VIX"
-MAX_SKIP_EXAMPLES = 5
-_MONTHS = {m: i for i, m in enumerate(
-    ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1)}
 
 # Order of to_records() tuples; the journal table is these columns with trading_day first.
 INSTRUMENT_COLUMNS = ("token", "symbol", "name", "exchange", "instrument_type", "expiry",
@@ -67,118 +65,7 @@ MIGRATE_INSTRUMENTS_TO_MASTERS = [
 ]
 
 
-class MasterError(Exception):
-    """The master (or a cached copy) is unusable for the day: stop before warmup."""
-
-
-@dataclass(frozen=True, slots=True)
-class Instrument:
-    token: str
-    symbol: str
-    name: str                  # underlying, e.g. "NIFTY"; "INDIA VIX" for the VIX row
-    exchange: str              # exch_seg: "NSE" for indices, "NFO" for derivatives
-    instrument_type: str       # AMXIDX, FUTIDX, OPTIDX
-    expiry: date | None
-    strike: float | None       # rupees; None unless an option
-    option_type: str | None    # "CE" / "PE"; None unless an option
-    lot_size: int
-    tick_size: float           # rupees; 0.0 for index rows
-
-    @property
-    def is_option(self) -> bool:
-        return self.option_type is not None
-
-
 # ---------------------------------------------------------------- parsing raw rows
-
-def parse_expiry(text: str) -> date:
-    """'28OCT2025' -> date(2025, 10, 28). Raises ValueError naming the text."""
-    try:
-        if len(text) != 9:
-            raise ValueError
-        return date(int(text[5:]), _MONTHS[text[2:5].upper()], int(text[:2]))
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"expiry {text!r} is not a DDMMMYYYY date") from None
-
-
-def _num(text: Any) -> float | None:
-    """Finite float from a master string, else None (float() would accept 'nan' and 'inf')."""
-    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        return None
-    try:
-        x = float(text)
-    except (ValueError, OverflowError):  # OverflowError: an int beyond float range
-        return None
-    return x if math.isfinite(x) else None
-
-
-def _whole(text: Any) -> int | None:
-    """A whole number from a master string ("65") or JSON number, else None (never truncated)."""
-    x = _num(text)
-    if x is None or not x.is_integer():
-        return None
-    return int(x)
-
-
-ROW_MEMO_MAX = 20_000   # a few days of a backtest's rows; a live master's rows mostly miss
-_ROW_MEMO: dict[tuple, "Instrument | str | None"] = {}   # row items -> parse (None: not wanted)
-
-
-class _RowParser:
-    """Turns one kept raw row into an Instrument or a skip reason; caches expiry strings."""
-
-    def __init__(self) -> None:
-        self._expiry_cache: dict[str, date | None] = {"": None}
-
-    def _expiry(self, text: Any) -> date | None | str:
-        if not isinstance(text, str):
-            return "bad_expiry"
-        try:
-            return self._expiry_cache[text]
-        except KeyError:
-            pass
-        try:
-            d: date | None | str = parse_expiry(text)
-        except ValueError:
-            d = "bad_expiry"
-        self._expiry_cache[text] = d
-        return d
-
-    def __call__(self, row: dict, seg: str, itype: str) -> Instrument | str:
-        token = row.get("token")
-        if not isinstance(token, str) or not token.strip():
-            return "missing_token"
-        symbol = row.get("symbol")
-        if not isinstance(symbol, str) or not symbol:
-            return "missing_symbol"
-        expiry = self._expiry(row.get("expiry", ""))
-        if isinstance(expiry, str):
-            return expiry
-        if expiry is None and itype != "AMXIDX":
-            return "missing_expiry"
-        lot = _whole(row.get("lotsize"))
-        if lot is None or lot <= 0:
-            return "bad_lot"
-        tick = _num(row.get("tick_size"))
-        if tick is None or tick < 0:
-            return "bad_tick"
-        strike = opt = None
-        if itype == "OPTIDX":
-            raw = row.get("strike")
-            if raw is None or raw == "":
-                return "missing_strike"
-            strike = _num(raw)
-            if strike is None or not strike / 100 > 0:  # / 100 after: 5e-324 paise is 0 rupees
-                return "bad_strike"
-            strike /= 100
-            opt = symbol[-2:]
-            if opt not in OPTION_TYPES:
-                return "bad_option_type"
-        name = row.get("name", "")
-        return Instrument(token.strip(), symbol, name if isinstance(name, str) else "", seg,
-                          itype, expiry, strike, opt, lot, tick / 100)
-
-
 def parse_master(rows: Iterable[Any], underlyings: Sequence[str] = DEFAULT_UNDERLYINGS
                  ) -> "InstrumentMaster":
     """Keep NSE AMXIDX rows and NFO FUTIDX/OPTIDX rows of `underlyings`; skip malformed ones.
@@ -191,87 +78,12 @@ def parse_master(rows: Iterable[Any], underlyings: Sequence[str] = DEFAULT_UNDER
     if isinstance(underlyings, str):
         underlyings = (underlyings,)
     wanted = frozenset(u.upper() for u in underlyings)
-    parse_row = _RowParser()
-    kept: list[Instrument] = []
-    seen: set[str] = set()
-    skipped: dict[str, int] = defaultdict(int)
-    examples: dict[str, list[int]] = defaultdict(list)
-    total = 0
-    memo_get = _ROW_MEMO.get
-
-    def skip(reason: str, i: int) -> None:
-        skipped[reason] += 1
-        if len(examples[reason]) < MAX_SKIP_EXAMPLES:
-            examples[reason].append(i)
-
-    for i, row in enumerate(rows):
-        total += 1
-        if type(row) is not dict:
-            skip("not_an_object", i)
-            continue
-        try:
-            key: tuple | None = (wanted, *row.items())
-            inst = memo_get(key, _MISS)
-        except TypeError:  # an unhashable value (a list, a dict): never memoized
-            key, inst = None, _MISS
-        if inst is _MISS:
-            inst = _parse_row(row, wanted, parse_row)
-            if key is not None:
-                _memo_put(key, row, inst)
-        if inst is None:
-            continue
-        if isinstance(inst, str):
-            skip(inst, i)
-        elif inst.token in seen:
-            skip("duplicate_token", i)
-        else:
-            seen.add(inst.token)
-            kept.append(inst)
-    master = InstrumentMaster(kept, skipped=dict(skipped),
-                              skip_examples={k: list(v) for k, v in examples.items()},
-                              rows_total=total)
+    kept, skipped, examples, total = parse_rows(rows, wanted)
+    master = InstrumentMaster(kept, skipped=skipped, skip_examples=examples, rows_total=total)
     if skipped:
         log.warning("instrument master: skipped %s (example row indices %s)",
                     master.skipped, master.skip_examples)
     return master
-
-
-_MISS = object()
-
-
-def _memo_put(key: tuple, row: dict, inst) -> None:
-    """Remember the parse of `row` (key: the underlyings wanted, then the row's items).
-
-    Day after day a master repeats most of its rows (a backtest parses one a day), and an
-    Instrument is immutable. Only rows whose values are all strings are stored (Angel's are):
-    a stored row equals another only if the other's values are the same strings, so a 1 can
-    never stand in for "1", or True for 1."""
-    for v in row.values():
-        if type(v) is not str:
-            return
-    if len(_ROW_MEMO) >= ROW_MEMO_MAX:
-        _ROW_MEMO.clear()
-    _ROW_MEMO[key] = inst
-
-
-def _parse_row(row: dict, wanted: frozenset, parse_row: "_RowParser"):
-    """None for a row of no interest (another segment, underlying or instrument type), else
-    the Instrument or the reason it is skipped."""
-    seg = row.get("exch_seg")
-    if seg == "NFO":
-        name = row.get("name")
-        if not isinstance(name, str) or name not in wanted:
-            return None
-        itype = row.get("instrumenttype")
-        if itype != "OPTIDX" and itype != "FUTIDX":
-            return None
-    elif seg == "NSE":
-        itype = row.get("instrumenttype")
-        if itype != "AMXIDX":
-            return None
-    else:
-        return None
-    return parse_row(row, seg, itype)
 
 
 def check_master(rows: Iterable[Any], underlyings: Sequence[str]) -> "InstrumentMaster":
