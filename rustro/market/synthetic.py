@@ -14,9 +14,8 @@ API does) appears once the session has closed at 15:30.
 """
 from __future__ import annotations
 
-import bisect
 import math
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, TICK, Bar, Quote, round_to_tick
 from .options import (black76, black76_scalar, implied_vol_from_vix, implied_vol_scalar,
                       option_quote_from_price, round_array_to_tick, time_to_expiry)
 from .synthetic_bars import INTERVALS, CandlesMixin  # noqa: F401  (INTERVALS: re-exported)
+from .synthetic_promise import _INDEX_BY_TOKEN, PromiseMixin
 from .synthetic_cache import (LRU, SHARED_MASTERS, SHARED_OPTIONS, SHARED_SERIES, SHARED_YEARS,
                               listed_row)
 from .synthetic_contracts import Contract, decode_token, index_rows, listed_keys
@@ -37,15 +37,13 @@ from .synthetic_paths import (ANCHOR_YEAR, INDICES, N_MIN, SESSION_OPEN, U_SHAPE
 RATE = 0.065                 # carry / discount rate for futures and Black-76
 FUT_HALF_SPREAD = 0.00002    # futures quote: half-spread as a fraction of price (>= one tick)
 MINUTE_YEARS = 1.0 / (365.0 * 24 * 60)
-_INDEX_BY_TOKEN = {s.token: s.name for s in INDICES.values()}
-_INDEX_BY_TOKEN[VIX_TOKEN] = VIX_NAME
 
 
 class UnknownInstrument(LookupError):
     """A token this market does not list (or asked on the wrong exchange)."""
 
 
-class SyntheticMarket(CandlesMixin):
+class SyntheticMarket(CandlesMixin, PromiseMixin):
     """MarketData over seeded synthetic NSE indices, India VIX, index futures and options."""
 
     def __init__(self, clock: Clock, seed: int, underlyings=("NIFTY",),
@@ -329,48 +327,6 @@ class SyntheticMarket(CandlesMixin):
                                            math.log(ref.strike / (spot * math.exp(self.rate * t))))
         return Quote(token, px, bid, ask, ts)
 
-    def next_change(self, now: datetime, watch: dict[str, tuple[float, float]] | None = None
-                    ) -> datetime | None:
-        """The earliest instant after `now` at which a read of this market may answer otherwise
-        than at `now` (for the virtual driver's skipping of idle ticks; see rustro/idle.py).
-
-        Every price steps at 09:15 + k minutes (k = 0 .. 375, the last step at 15:30 when the
-        daily bar appears too) and stays put between sessions; no read of a listed token fails.
-        `watch` {token: (lo, hi)}: the caller reads nothing but the ltp of these index or VIX
-        tokens and cares only about a value leaving [lo, hi) (NaN leaves every band): the answer
-        is then the first step at which one does. None when a read method was replaced on this
-        instance (a test's fault injection): no promise at all then."""
-        if any(callable(v) for v in vars(self).values()):
-            return None
-        now = ist(now)
-        d = now.date()
-        t0, _, next_open = self._day_info(d)
-        if t0 is None:
-            return next_open
-        k = -1 if now < t0 else min(N_MIN, math.floor((now - t0).total_seconds() / 60.0))
-        if k >= N_MIN:
-            return next_open
-        if watch is None:
-            return t0 + timedelta(minutes=k + 1)
-        first = N_MIN + 1
-        for token, (lo, hi) in watch.items():
-            name = _INDEX_BY_TOKEN.get(token)
-            if name is None:  # a derivative: no band promise, its next step
-                return t0 + timedelta(minutes=k + 1)
-            exits = self._steps.get((token, lo, hi, d))
-            if exits is None:  # the points of the day outside [lo, hi), in order
-                series = self._vix_day(d) if name == VIX_NAME else self._spot_day(name, d)
-                pts = series.points
-                exits = self._steps.put((token, lo, hi, d),
-                                        np.flatnonzero(~((pts >= lo) & (pts < hi))).tolist())
-            i = bisect.bisect_right(exits, k)  # the first point after the one seen at `now`
-            if i < len(exits):
-                first = min(first, exits[i])
-        if first <= N_MIN:
-            return t0 + timedelta(minutes=first)
-        return next_open
-
-    # ------------------------------------------------------------ instrument master
     def instrument_master(self) -> list[dict]:
         """Rows as of today's pre-open: index rows, then futures and options of each underlying.
 
