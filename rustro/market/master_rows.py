@@ -148,17 +148,26 @@ def parse_rows(rows: Iterable[Any], wanted: frozenset
         if type(row) is not dict:
             skip("not_an_object", i)
             continue
+        # most of a real master (other segments, stocks, other underlyings) is rejected here,
+        # cheaply, before anything is hashed or parsed: we keep NSE indices and the NFO index
+        # futures and options of the wanted underlyings
+        seg, itype = row.get("exch_seg"), row.get("instrumenttype")
+        if seg == "NFO":
+            name = row.get("name")
+            if (itype != "OPTIDX" and itype != "FUTIDX") or type(name) is not str \
+                    or name not in wanted:
+                continue
+        elif seg != "NSE" or itype != "AMXIDX":
+            continue
         try:
             key: tuple | None = (wanted, *row.items())
             inst = memo_get(key, _MISS)
         except TypeError:  # an unhashable value (a list, a dict): never memoized
             key, inst = None, _MISS
         if inst is _MISS:
-            inst = _parse_row(row, wanted, parse_row)
+            inst = parse_row(row, seg, itype)
             if key is not None:
                 _memo_put(key, row, inst)
-        if inst is None:
-            continue
         if isinstance(inst, str):
             skip(inst, i)
         elif inst.token in seen:
@@ -185,25 +194,3 @@ def _memo_put(key: tuple, row: dict, inst) -> None:
     if len(_ROW_MEMO) >= ROW_MEMO_MAX:
         _ROW_MEMO.clear()
     _ROW_MEMO[key] = inst
-
-
-def _parse_row(row: dict, wanted: frozenset, parse_row: "_RowParser"):
-    """None for a row of no interest (another segment, underlying or instrument type), else
-    the Instrument or the reason it is skipped."""
-    seg = row.get("exch_seg")
-    if seg == "NFO":
-        name = row.get("name")
-        if not isinstance(name, str) or name not in wanted:
-            return None
-        itype = row.get("instrumenttype")
-        if itype != "OPTIDX" and itype != "FUTIDX":
-            return None
-    elif seg == "NSE":
-        itype = row.get("instrumenttype")
-        if itype != "AMXIDX":
-            return None
-    else:
-        return None
-    return parse_row(row, seg, itype)
-
-
