@@ -15,18 +15,19 @@ def next_change(desk, now: datetime | None) -> tuple[datetime | None, tuple]:
     """`(until, state)` for the virtual driver's skipping of idle monitor ticks (scheduler.py).
 
     `state` is what a monitor tick reads of the desk and may change, leaving out the as-of
-    timestamps (`last_fresh`, a holding's `last_price_at`) and `next_reconcile`, which `until`
-    never passes (a tick that just reconciled is repeated by the next, which does not).
+    timestamps (`last_fresh`, a holding's `last_price_at`) and `next_reconcile`.
     `until` is the earliest instant after `now` at which a tick run on this state could act
     otherwise than one at `now`: the next change the market promises of what the tick reads
     (flat, that is only the VIX, and only its leaving the band in which the VIX breaker stays
-    as it is and the price is valid; with positions, any price), the next reconciliation
+    as it is and the price is valid; with one position, the VIX so, or its premium leaving
+    its `quiet_band`, until a minute before EOD; else any price), the next reconciliation
     (unless neither the broker's state version nor the holdings changed since the last one,
-    which it would then only repeat), and EOD while positions are open. It is None, and nothing is skipped, while anything moves on
-    the clock alone: a working or unknown order, an exit to (re)send, a failing feed or
-    quote, a reconciliation retry, a market that promises nothing, or before pre-open.
-    `now=None` gives the state only. The engine skips only after a tick that journaled
-    nothing and left `state` as it found it (TradingDay.job_monitor)."""
+    which it would then only repeat), and EOD while positions are open. It is None, and
+    nothing is skipped, while anything moves on the clock alone: a working or unknown order,
+    an exit to (re)send, a failing feed or quote, a reconciliation retry, a market that
+    promises nothing, or before pre-open. `now=None` gives the state only. The engine skips
+    only after a tick that journaled nothing and left `state` as it found it
+    (TradingDay.job_monitor)."""
     b, r = desk.book, desk.risk
     state = (desk.machine.state if desk.machine is not None else None, desk.pre_open_done,
              desk.warmed_up, desk.reconciled, desk.halt_reason, desk.capital, desk.broker_healthy,
