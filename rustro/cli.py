@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok; 2 bad configuration or usage; 3 journal refused (locked, corrupt, missing, not a
 rustro journal, unreadable or read-only, disk full);
-4 the day ran but journaled job errors; 5 broker credentials missing or broker refused;
+4 the day ran but journaled job errors (a login the broker refused is one); 5 the run cannot
+start as asked (credentials missing for paper/live, --date outside sim, a bad --clock file);
 6 the disk filled mid-day: the reserve was released, positions flattened, the run stopped.
 `doctor` exits 1 when any check FAILs (0 with only OK and WARN lines).
 """
