@@ -128,19 +128,28 @@ class SocketServer:
             return frame[:len(frame) - 7] if len(frame) % 2 else b"\x09" + frame[1:]
         return "{garbage" + frame[:20]
 
+    def _listen(self, ws, born: float, on_message) -> bool:
+        """Hand the client's next frame (waiting at most PUSH_WALL_SEC) to `on_message`; False
+        once a `ws_drop` fault closes the socket, so the serving loop ends."""
+        try:
+            on_message(ws.recv(timeout=PUSH_WALL_SEC))
+        except TimeoutError:
+            pass
+        if self._dropped(born):
+            ws.close()
+            return False
+        return True
+
+    @staticmethod
+    def _pong(ws, msg) -> None:
+        if isinstance(msg, str) and msg.strip() == wc.PING:
+            ws.send(wc.PONG)
+
     # --- market data -----------------------------------------------------------------------------
     def _market(self, ws) -> None:
         subs: dict[tuple[int, str], int] = {}   # (exchangeType, token) -> mode
         born, last_push = self.clock.now().timestamp(), 0.0
-        while True:
-            try:
-                msg = ws.recv(timeout=PUSH_WALL_SEC)
-                self._market_text(ws, msg, subs)
-            except TimeoutError:
-                pass
-            if self._dropped(born):
-                ws.close()
-                return
+        while self._listen(ws, born, lambda msg: self._market_text(ws, msg, subs)):
             now = self.clock.now().timestamp()
             if now - last_push < PUSH_CLOCK_SEC or self._silent():
                 continue
@@ -197,16 +206,7 @@ class SocketServer:
         seen = {o["order_id"]: _signature(o) for o in self._order_rows(state)}
         delayed: deque = deque()
         born = self.clock.now().timestamp()
-        while True:
-            try:
-                msg = ws.recv(timeout=PUSH_WALL_SEC)
-                if isinstance(msg, str) and msg.strip() == wc.PING:
-                    ws.send(wc.PONG)
-            except TimeoutError:
-                pass
-            if self._dropped(born):
-                ws.close()
-                return
+        while self._listen(ws, born, lambda msg: self._pong(ws, msg)):
             now = self.clock.now().timestamp()
             for o in self._order_rows(state, skip_idle=True):
                 sig = _signature(o)
