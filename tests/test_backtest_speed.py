@@ -228,6 +228,23 @@ def test_backtest_opens_its_journal_once_and_commits_per_day(tmp_path, monkeypat
         assert [r[0] for r in j.query("SELECT state FROM day_state ORDER BY trading_day")] == ["closed"] * 3
 
 
+def test_a_backtest_collects_garbage_in_batches_and_restores_the_thresholds(tmp_path, monkeypatch):
+    import gc
+    from rustro import app
+    seen = []
+    real_run_day = app.run_day
+    monkeypatch.setattr(app, "run_day", lambda *a, **k: (seen.append(gc.get_threshold()),
+                                                         real_run_day(*a, **k))[1])
+    before = gc.get_threshold()
+    run_backtest(Config(), tmp_path / "journal.sqlite", date(2026, 10, 12), date(2026, 10, 13), 42,
+                 build_desk)
+    assert seen == [app.BATCH_GC_THRESHOLDS] * 2 and gc.get_threshold() == before
+    with pytest.raises(RuntimeError):  # restored when a day raises, too
+        with app.batch_gc():
+            raise RuntimeError("day failed")
+    assert gc.get_threshold() == before
+
+
 def test_a_backtest_in_chunks_checks_its_journal_once_unless_it_changed(tmp_path, monkeypatch):
     """The report runs its days in chunks, one run_backtest each: the disposable journal this
     process closed is not integrity-checked again; once another writer touched it, it is."""
