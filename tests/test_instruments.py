@@ -320,3 +320,9 @@ def test_a_repeated_master_parses_as_the_first_and_the_memo_never_mixes_types():
     assert parse_master(rows, ["NIFTY"]).by_token(rows[-1]["token"]).lot_size == 1
     rows[-1]["lotsize"] = True            # True == 1 in Python, but a boolean lot is refused
     assert parse_master(rows, ["NIFTY"]).skipped == {"bad_lot": 1}
+    rows = base_rows()
+    parse_master(rows, ["NIFTY"])
+    rows[-1]["lotsize"] = "50"            # the same token, another row: parsed afresh
+    assert parse_master(rows, ["NIFTY"]).by_token(rows[-1]["token"]).lot_size == 50
+    rows[-1]["tick_size"] = "abc"         # and its new reason is not the stored instrument
+    assert parse_master(rows, ["NIFTY"]).skipped == {"bad_tick": 1}

@@ -69,7 +69,7 @@ def _whole(text: Any) -> int | None:
 
 
 ROW_MEMO_MAX = 20_000   # a few days of a backtest's rows; a live master's rows mostly miss
-_ROW_MEMO: dict[tuple, "Instrument | str | None"] = {}   # row items -> parse (None: not wanted)
+_ROW_MEMO: dict[str, tuple[dict, "Instrument | str"]] = {}   # token -> (the row, its parse)
 
 
 class _RowParser:
@@ -159,15 +159,14 @@ def parse_rows(rows: Iterable[Any], wanted: frozenset
                 continue
         elif seg != "NSE" or itype != "AMXIDX":
             continue
-        try:
-            key: tuple | None = (wanted, *row.items())
-            inst = memo_get(key, _MISS)
-        except TypeError:  # an unhashable value (a list, a dict): never memoized
-            key, inst = None, _MISS
-        if inst is _MISS:
+        token = row.get("token")
+        hit = memo_get(token) if type(token) is str else None
+        if hit is not None and hit[0] == row:
+            inst = hit[1]
+        else:
             inst = parse_row(row, seg, itype)
-            if key is not None:
-                _memo_put(key, row, inst)
+            if type(token) is str:
+                _memo_put(token, row, inst)
         if isinstance(inst, str):
             skip(inst, i)
         elif inst.token in seen:
@@ -178,19 +177,17 @@ def parse_rows(rows: Iterable[Any], wanted: frozenset
     return kept, dict(skipped), {k: list(v) for k, v in examples.items()}, total
 
 
-_MISS = object()
-
-
-def _memo_put(key: tuple, row: dict, inst) -> None:
-    """Remember the parse of `row` (key: the underlyings wanted, then the row's items).
+def _memo_put(token: str, row: dict, inst) -> None:
+    """Remember the parse of `row` under its token, with a copy of the row to compare with.
 
     Day after day a master repeats most of its rows (a backtest parses one a day), and an
-    Instrument is immutable. Only rows whose values are all strings are stored (Angel's are):
-    a stored row equals another only if the other's values are the same strings, so a 1 can
-    never stand in for "1", or True for 1."""
+    Instrument is immutable. A stored row is used again only for a row equal to it, and only rows
+    whose values are all strings are stored (Angel's are): a str equals no int, float, bool or
+    None, so a 1 can never stand in for "1", nor True for 1. Looking a row up by its token and
+    comparing dicts is a third of the cost of hashing every item of every row."""
     for v in row.values():
         if type(v) is not str:
             return
     if len(_ROW_MEMO) >= ROW_MEMO_MAX:
         _ROW_MEMO.clear()
-    _ROW_MEMO[key] = inst
+    _ROW_MEMO[token] = (dict(row), inst)
