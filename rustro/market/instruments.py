@@ -13,6 +13,7 @@ import logging
 import math
 from collections import defaultdict
 from datetime import date
+from operator import attrgetter
 from typing import Any, Iterable, Sequence
 
 from ..calendar import dte
@@ -120,20 +121,23 @@ class InstrumentMaster:
         futures: dict[str, list[Instrument]] = defaultdict(list)
         chains: dict[tuple[str, date], list[Instrument]] = defaultdict(list)
         self._contracts: dict[tuple[str, date, int, str], Instrument] = {}
+        by_token, contracts = self._by_token, self._contracts
         for inst in self.instruments:
-            if inst.token in self._by_token:
-                raise MasterError(f"duplicate token {inst.token} ({inst.symbol} and "
-                                  f"{self._by_token[inst.token].symbol})")
-            self._by_token[inst.token] = inst
-            if inst.instrument_type == "AMXIDX":
+            token, itype = inst.token, inst.instrument_type
+            if token in by_token:
+                raise MasterError(f"duplicate token {token} ({inst.symbol} and "
+                                  f"{by_token[token].symbol})")
+            by_token[token] = inst
+            if itype == "AMXIDX":
                 self._indices[inst.symbol.casefold()] = inst
-            elif inst.instrument_type == "FUTIDX":
+            elif itype == "FUTIDX":
                 futures[inst.name].append(inst)
-            elif inst.is_option:
+            elif inst.option_type is not None:
                 chains[(inst.name, inst.expiry)].append(inst)
-                self._contracts[(inst.name, inst.expiry, _paise(inst.strike), inst.option_type)] = inst
-        self._futures = {u: sorted(fs, key=lambda f: f.expiry) for u, fs in futures.items()}
-        self._chains = {k: sorted(c, key=lambda o: (o.strike, o.option_type)) for k, c in chains.items()}
+                contracts[(inst.name, inst.expiry, _paise(inst.strike), inst.option_type)] = inst
+        self._futures = {u: sorted(fs, key=attrgetter("expiry")) for u, fs in futures.items()}
+        by_strike = attrgetter("strike", "option_type")
+        self._chains = {k: sorted(c, key=by_strike) for k, c in chains.items()}
         expiries: dict[str, list[date]] = defaultdict(list)
         for und, exp in sorted(self._chains):
             expiries[und].append(exp)
