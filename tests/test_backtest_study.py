@@ -158,6 +158,16 @@ def test_parallel_days_print_the_same_report(tmp_path):
     assert [d["day"] for d in again["days"]] == DAYS
 
 
+def test_workers_fork_only_from_a_single_threaded_process(monkeypatch):
+    """A forked worker starts with rustro imported; with another thread running (it could hold a
+    lock across the fork) the pool spawns fresh interpreters instead."""
+    from rustro import backtest_run
+    monkeypatch.setattr(backtest_run.threading, "active_count", lambda: 1)
+    assert backtest_run.pool_context().get_start_method() == "fork"
+    monkeypatch.setattr(backtest_run.threading, "active_count", lambda: 2)
+    assert backtest_run.pool_context().get_start_method() == "spawn"
+
+
 def test_set_and_sweep_on_one_day(tmp_path):
     day = ("--from", "2026-10-14", "--to", "2026-10-14")
     one = backtest(tmp_path, *day, "--set", "risk.max_trades_per_day=1")
