@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from ..calendar import at
-from ..clock import ist
+from ..clock import IST, ist
 from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, Bar, check_bar
 
 SESSION_OPEN = time(9, 15)
@@ -183,21 +183,21 @@ class BarWindow:
         (non-finite, a price <= 0, high < low, open/close outside [low, high], volume < 0) raises
         ValueError (DataError for the last three kinds): the feed drops such bars before this.
         """
-        start = ist(bar.start)
-        values = (bar.open, bar.high, bar.low, bar.close, bar.volume)
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"{self.token} {self.interval} bar at {start.isoformat()} has a "
-                             f"non-finite value: {values}")
-        if bar.high < bar.low:
-            raise ValueError(f"{self.token} {self.interval} bar at {start.isoformat()}: "
-                             f"high {bar.high} < low {bar.low}")
-        # zero/negative prices, open or close outside [low, high], negative volume: DataError
-        check_bar(bar, f"{self.token} {self.interval} bar at {start.isoformat()}")
-        if bar.start.tzinfo != start.tzinfo:
+        start = bar.start if bar.start.tzinfo is IST else ist(bar.start)
+        o, h, lo, c, v = bar.open, bar.high, bar.low, bar.close, bar.volume
+        if not (type(o) is float and type(h) is float and type(lo) is float and type(c) is float
+                and (type(v) is float or type(v) is int) and 0 < lo <= o <= h and lo <= c <= h
+                and math.isfinite(h) and 0 <= v and math.isfinite(v)):
+            self._refuse(bar, start)  # raises, unless an unusual but good bar (an int price)
+        if bar.start.tzinfo is not start.tzinfo:
             bar = replace(bar, start=start)
-        i = bisect_left(self._starts, start)
-        row = (bar.open, bar.high, bar.low, bar.close, bar.volume, start.date().toordinal())
-        if i < len(self._starts) and self._starts[i] == start:
+        starts = self._starts
+        row = (o, h, lo, c, v, start.date().toordinal())
+        if not starts or start > starts[-1]:  # the usual case: a newer bar
+            i = len(starts)
+        else:
+            i = bisect_left(starts, start)
+        if i < len(starts) and starts[i] == start:
             if self._bars[i] == bar:
                 return False
             self._bars[i], self._rows[i] = bar, row
@@ -210,6 +210,18 @@ class BarWindow:
         if len(self._bars) > self.maxlen:
             del self._starts[0], self._bars[0], self._rows[0]
         return True
+
+    def _refuse(self, bar: Bar, start: datetime) -> None:
+        """The checks a good bar passes at a glance, one by one, naming what is wrong."""
+        values = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{self.token} {self.interval} bar at {start.isoformat()} has a "
+                             f"non-finite value: {values}")
+        if bar.high < bar.low:
+            raise ValueError(f"{self.token} {self.interval} bar at {start.isoformat()}: "
+                             f"high {bar.high} < low {bar.low}")
+        # zero/negative prices, open or close outside [low, high], negative volume: DataError
+        check_bar(bar, f"{self.token} {self.interval} bar at {start.isoformat()}")
 
     def extend(self, bars: Iterable[Bar]) -> int:
         """Upsert each bar; how many changed the window."""
