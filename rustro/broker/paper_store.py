@@ -74,6 +74,20 @@ class PaperStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        if not self._schema_current():
+            self._create_schema()
+
+    def _schema_current(self) -> bool:
+        """Whether the version row already says this code's version. The row is written only
+        after the whole DDL has run, so a file that has it needs no DDL again (a backtest opens
+        the store once a day); a fresh, half-created or other-version file takes the slow path."""
+        try:
+            rows = self._db.execute("SELECT version FROM schema_version").fetchall()
+        except sqlite3.OperationalError:
+            return False  # no schema_version table yet: a fresh file
+        return bool(rows) and rows[0][0] == SCHEMA_VERSION
+
+    def _create_schema(self) -> None:
         self._db.executescript(_SCHEMA)  # idempotent; executescript commits on its own
         with self.transaction():
             rows = self._db.execute("SELECT version FROM schema_version").fetchall()
