@@ -1,7 +1,7 @@
 """The paper store's cheap paths: opening a current file skips the DDL, and the opt-in read memo
 never answers with state older than the last write, commit, rollback or another connection's commit."""
 import sqlite3
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
@@ -155,3 +155,35 @@ def test_without_memo_every_read_asks_the_file(tmp_path):
         writer.insert_order(order_row(1))
     assert reads(reader)[:2] == (True, ["o1"])
     reader.close(), writer.close()
+
+
+# --- one connection for a backtest ---------------------------------------------------------------
+def test_a_backtest_opens_the_paper_store_once_and_closes_it(tmp_path, monkeypatch):
+    from rustro.app import run_backtest
+    from rustro.config import Config
+    from rustro.desk import build_desk
+    opened, closed = [], []
+    real_init, real_close = PaperStore.__init__, PaperStore.close
+    monkeypatch.setattr(PaperStore, "__init__",
+                        lambda self, *a, **k: (opened.append(a[0]), real_init(self, *a, **k))[-1])
+    monkeypatch.setattr(PaperStore, "close", lambda self: (closed.append(self.path), real_close(self))[-1])
+    path = tmp_path / "journal.sqlite"
+    results = run_backtest(Config(), path, date(2026, 10, 12), date(2026, 10, 14), 42, build_desk)
+    assert len(results) == 3
+    assert opened == [tmp_path / "journal.paper.sqlite"] and closed == opened
+
+
+def test_a_borrowed_store_outlives_its_broker(tmp_path):
+    from rustro.broker.paper import PaperBroker
+    from rustro.broker.paper_store import StorePool
+    from rustro.clock import IST, VirtualClock
+    pool = StorePool()
+    clock = VirtualClock(datetime(2025, 1, 6, 10, 0, tzinfo=IST))
+    brokers = [PaperBroker(tmp_path / "p.sqlite", clock, None, lambda t: None, 1000.0, stores=pool)
+               for _ in range(2)]
+    assert brokers[0].store is brokers[1].store
+    brokers[0].close()
+    assert brokers[1].store.has_working_orders() is False  # still open
+    pool.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        brokers[1].store.has_working_orders()

@@ -41,7 +41,7 @@ from .paper_rules import (CANCELLED, COMPLETE, OPEN, PENDING, REJECTED, Contract
                           make_order_id, make_unique_order_id, paise, position_key,
                           positions_from_fills, request_refusal, short_exposure, short_refusal,
                           static_refusal)
-from .paper_store import PaperStore, parse_time, to_broker_order, to_fill
+from .paper_store import PaperStore, StorePool, parse_time, to_broker_order, to_fill
 
 __all__ = ["PaperBroker", "ContractSpec"]
 
@@ -55,7 +55,8 @@ class PaperBroker:
                  contracts: Callable[[str], Any], capital: float, latency_ms: int = 200,
                  partial_fill_prob: float = 0.0, seed: int = 0, price_band_pct: float = 50.0,
                  on_event: Callable[[str, dict], None] | None = None, allow_short: bool = True,
-                 short_margin_per_unit: float = 2000.0, book_lag_sec: float = 0.0):
+                 short_margin_per_unit: float = 2000.0, book_lag_sec: float = 0.0,
+                 stores: StorePool | None = None):
         if capital < 0:
             raise ValueError(f"paper capital must be >= 0, got {capital}")
         if latency_ms < 0:
@@ -82,7 +83,9 @@ class PaperBroker:
         self.short_margin_paise = paise(short_margin_per_unit)
         self.book_lag_sec = book_lag_sec   # stated, so the bot can wait exactly this long
         self.book_lag = timedelta(seconds=book_lag_sec)
-        self._store = PaperStore(db_path, memo=True)  # reads remembered per state (see there)
+        # reads remembered per state (see PaperStore); a backtest lends one connection to all days
+        self._owns_store = stores is None
+        self._store = PaperStore(db_path, memo=True) if stores is None else stores.get(db_path)
         self._lock = threading.RLock()
         self._events: list[tuple[str, dict]] = []
 
@@ -92,7 +95,8 @@ class PaperBroker:
     store = property(lambda self: self._store)  # its own database, for tests and crashtest.py
 
     def close(self) -> None:
-        self._store.close()
+        if self._owns_store:  # a borrowed store is closed by its pool's owner
+            self._store.close()
 
     def __enter__(self) -> "PaperBroker":
         return self

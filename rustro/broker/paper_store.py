@@ -107,6 +107,7 @@ class PaperStore:
                                       f"this code reads version {SCHEMA_VERSION}")
 
     def close(self) -> None:
+        self._forget()  # a closed store answers nothing, not even from memory
         self._db.close()
 
     @contextmanager
@@ -234,6 +235,27 @@ class PaperStore:
             "FROM fills WHERE trading_day = ? GROUP BY exchange, token, product",
             (day.isoformat(),))
         return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
+
+
+class StorePool:
+    """Paper stores kept open across the days of one backtest in one process: each day's broker
+    borrows the connection instead of opening the file again (connect, PRAGMAs, the schema read,
+    the WAL checkpoint at close: about 0.7 ms of CPU a day). Commits are the same commits; the
+    pool's owner closes the stores at the end."""
+
+    def __init__(self):
+        self._stores: dict[Path, PaperStore] = {}
+
+    def get(self, path: str | Path) -> PaperStore:
+        key = Path(path).resolve()
+        if key not in self._stores:
+            self._stores[key] = PaperStore(path, memo=True)
+        return self._stores[key]
+
+    def close(self) -> None:
+        stores, self._stores = self._stores, {}
+        for store in stores.values():
+            store.close()
 
 
 def _rows(cursor) -> tuple[dict, ...]:
