@@ -247,6 +247,9 @@ def run_backtest(cfg: Config, journal_path: Path, start: date, end: date, seed: 
         return results
     clock = VirtualClock(at(days[0], cfg.session.pre_open))
     journal = Journal.open(journal_path, clock, reserve_mb=0, durable=durable)
+    from .broker.paper_store import StorePool
+    stores = StorePool()  # the paper broker's file, opened once too (broker/paper_store.py)
+    extra = {**(extra or {}), "paper_stores": stores}
     try:
         with batch_gc():
             for day in days:
@@ -255,7 +258,10 @@ def run_backtest(cfg: Config, journal_path: Path, start: date, end: date, seed: 
                 if results[-1].shutdown:
                     break
     finally:
-        journal.close()
+        try:
+            stores.close()
+        finally:
+            journal.close()
     return results
 
 

@@ -54,7 +54,8 @@ def paper_desk(svc, day, market, broker_market=None) -> Desk:
                          svc.cfg.bot.capital, latency_ms=p.latency_ms,
                          partial_fill_prob=p.partial_fill_prob, seed=svc.extra["seed"],
                          allow_short=p.allow_short, short_margin_per_unit=p.short_margin_per_unit,
-                         book_lag_sec=p.book_lag_sec)
+                         book_lag_sec=p.book_lag_sec,
+                         stores=svc.extra.get("paper_stores"))  # a backtest's, kept open
     desk = Desk(svc, day, market, broker)
     box.append(desk)
     svc.market, svc.broker, svc.desk = market, broker, desk

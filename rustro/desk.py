@@ -364,7 +364,8 @@ def build_desk(svc, day, secrets) -> None:
                              svc.cfg.bot.capital,
                              latency_ms=p.latency_ms, partial_fill_prob=p.partial_fill_prob,
                              seed=svc.extra["seed"], allow_short=p.allow_short,
-                             short_margin_per_unit=p.short_margin_per_unit, book_lag_sec=p.book_lag_sec)
+                             short_margin_per_unit=p.short_margin_per_unit, book_lag_sec=p.book_lag_sec,
+                             stores=svc.extra.get("paper_stores"))  # a backtest's, kept open
     desk = Desk(svc, day, market, broker)
     desk_box.append(desk)
     if svc.extra.get("stream") is not None:

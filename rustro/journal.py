@@ -292,7 +292,8 @@ class Journal:
                     (ts.isoformat(), day.isoformat(), kind, text))
                 seq = cur.lastrowid
                 self._kinds.append(kind)
-                projection.apply(self.conn, Event(seq, ts, day, kind, json.loads(text)))
+                if kind in projection.HANDLERS:  # most kinds derive nothing: no payload to parse
+                    projection.apply(self.conn, Event(seq, ts, day, kind, json.loads(text)))
             except (sqlite3.Error, OSError) as exc:
                 if not _is_full(exc):
                     raise

@@ -33,8 +33,13 @@ def _default(o: Any) -> Any:
     raise TypeError(f"journal payload value of type {type(o).__name__} is not serializable: {o!r}")
 
 
+# json.dumps(payload, default=_default, sort_keys=True, allow_nan=False) builds this same encoder on
+# every call; one built once writes the same text for less (the journal dumps every event).
+_ENCODER = json.JSONEncoder(default=_default, sort_keys=True, allow_nan=False)
+
+
 def dumps(payload: dict) -> str:
-    return json.dumps(payload, default=_default, sort_keys=True, allow_nan=False)
+    return _ENCODER.encode(payload)
 
 
 def _strings(obj):

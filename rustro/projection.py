@@ -193,8 +193,11 @@ def _bar_closed(c, ev) -> None:
                p.get("volume", 0.0)))
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True)  # what json.dumps(..., sort_keys=True) builds per call
+
+
 def _json(payload: dict) -> str:
-    return json.dumps(payload, sort_keys=True)
+    return _ENCODER.encode(payload)
 
 
 HANDLERS = {

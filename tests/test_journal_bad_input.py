@@ -396,7 +396,7 @@ def test_enospc_from_the_os_is_journalfull(journal, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(jmod.projection, "apply", boom)
     with pytest.raises(JournalFull, match="No space left"):
-        journal.record("vix", {"value": 1})
+        journal.record("risk_state", {"value": 1})  # a kind with a projection: apply runs
     monkeypatch.undo()
     assert journal.events(DAY) == [] and not journal.conn.in_transaction
 

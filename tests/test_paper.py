@@ -650,3 +650,20 @@ def test_killed_subprocess_leaves_a_consistent_file(tmp_path, clock, market):
     assert b.funds().available_cash == pytest.approx(100_000 - 2 * 65 * 100.05 - 65 * 99.00)
     new = b.place_order(req("after"))
     assert new.order_id > max(child_ids)
+
+
+def test_remembered_books_follow_every_commit_of_either_connection(make, clock):
+    """The broker remembers its books per store state: a fill it makes, or an order another
+    connection (a second process sharing paper.db) commits, is in the very next answer."""
+    a, b = make(), make()
+    assert a.order_book() == [] and a.positions() == [] and a.trade_book() == []
+    ack = b.place_order(req("x1"))
+    assert [o.status for o in a.order_book()] == [PENDING]
+    clock.advance(0.2)
+    assert [p.net_qty for p in a.positions()] == [LOT]           # a matched it, and sees the fill
+    assert [f.order_id for f in b.trade_book()] == [ack.order_id]
+    assert [o.status for o in b.order_book()] == ["complete"]
+    book = a.order_book()
+    book.clear()
+    assert len(a.order_book()) == 1                              # a fresh list every time
+    a.close(), b.close()

@@ -41,7 +41,7 @@ from .paper_rules import (CANCELLED, COMPLETE, OPEN, PENDING, REJECTED, Contract
                           make_order_id, make_unique_order_id, paise, position_key,
                           positions_from_fills, request_refusal, short_exposure, short_refusal,
                           static_refusal)
-from .paper_store import PaperStore, parse_time, to_broker_order, to_fill
+from .paper_store import PaperStore, StorePool, parse_time, to_broker_order, to_fill
 
 __all__ = ["PaperBroker", "ContractSpec"]
 
@@ -55,7 +55,8 @@ class PaperBroker:
                  contracts: Callable[[str], Any], capital: float, latency_ms: int = 200,
                  partial_fill_prob: float = 0.0, seed: int = 0, price_band_pct: float = 50.0,
                  on_event: Callable[[str, dict], None] | None = None, allow_short: bool = True,
-                 short_margin_per_unit: float = 2000.0, book_lag_sec: float = 0.0):
+                 short_margin_per_unit: float = 2000.0, book_lag_sec: float = 0.0,
+                 stores: StorePool | None = None):
         if capital < 0:
             raise ValueError(f"paper capital must be >= 0, got {capital}")
         if latency_ms < 0:
@@ -82,7 +83,9 @@ class PaperBroker:
         self.short_margin_paise = paise(short_margin_per_unit)
         self.book_lag_sec = book_lag_sec   # stated, so the bot can wait exactly this long
         self.book_lag = timedelta(seconds=book_lag_sec)
-        self._store = PaperStore(db_path)
+        # reads remembered per state (see PaperStore); a backtest lends one connection to all days
+        self._owns_store = stores is None
+        self._store = PaperStore(db_path, memo=True) if stores is None else stores.get(db_path)
         self._lock = threading.RLock()
         self._events: list[tuple[str, dict]] = []
 
@@ -92,7 +95,8 @@ class PaperBroker:
     store = property(lambda self: self._store)  # its own database, for tests and crashtest.py
 
     def close(self) -> None:
-        self._store.close()
+        if self._owns_store:  # a borrowed store is closed by its pool's owner
+            self._store.close()
 
     def __enter__(self) -> "PaperBroker":
         return self
@@ -184,11 +188,21 @@ class PaperBroker:
 
     def order_book(self) -> list[BrokerOrder]:
         """Today's orders only, like Angel's."""
-        return [to_broker_order(r) for r in self.book_rows()[0]]
+        if self.book_lag:  # what the book shows depends on the time as well
+            return [to_broker_order(r) for r in self.book_rows()[0]]
+        with self._lock:
+            self._match()
+            day = self._now().date()
+            return self._remembered(("order_book", day), lambda: map(
+                to_broker_order, self._store.orders_on(day)))
 
     def trade_book(self) -> list[Fill]:
         """Today's fills, one per fill."""
-        return [to_fill(r) for r in self.book_rows()[1]]
+        if self.book_lag:
+            return [to_fill(r) for r in self.book_rows()[1]]
+        with self._lock:
+            self._match()
+            return [f for f, _ in self._today_fills(self._now().date())]
 
     def book_rows(self) -> tuple[list[dict], list[dict]]:
         """Today's stored (order rows, fill rows) as the books show them now: an order younger
@@ -208,14 +222,14 @@ class PaperBroker:
     def positions(self) -> list[BrokerPosition]:
         with self._lock:
             self._match()
-            rows = self._store.fills_on(self._now().date())
+            fills = self._today_fills(self._now().date())
         ltps: dict[tuple[str, str], float] = {}
-        for r in rows:
-            key = (r["exchange"], r["token"])
+        for f, _ in fills:
+            key = (f.exchange, f.token)
             if key not in ltps:
                 quote = self._fetch_quote(*key)
                 ltps[key] = quote.ltp if quote else 0.0
-        return positions_from_fills([(to_fill(r), r["product"]) for r in rows], ltps)
+        return positions_from_fills(fills, ltps)
 
     def funds(self) -> Funds:
         with self._lock:
@@ -228,7 +242,9 @@ class PaperBroker:
 
     # matching --------------------------------------------------------------------------------
     def _match(self) -> None:
-        """Advance every working order to `clock.now()`: expire, validate, fill."""
+        """Advance every working order to `clock.now()`: expire, validate, fill. Every request
+        starts here, so this is where the store learns of other connections' commits."""
+        self._store.sync()
         now = self._now()
         today = now.date().isoformat()
         quotes: dict[tuple[str, str], Quote | None] = {}
@@ -340,6 +356,15 @@ class PaperBroker:
         """Paise held back by working orders other than `exclude` (see `blocked_paise`)."""
         return blocked_paise(self._open_orders(day, exclude), self._store.net_by_key(day),
                              self.short_margin_paise)
+
+    def _today_fills(self, day: date) -> list[tuple[Fill, str]]:
+        """(fill, product) of the day's fills, oldest first."""
+        return self._remembered(("fills", day), lambda: (
+            (to_fill(r), r["product"]) for r in self._store.fills_on(day)))
+
+    def _remembered(self, key: tuple, make: Callable[[], Any]) -> list:
+        """`make()`'s (frozen) records, built once per store state; a fresh list each call."""
+        return list(self._store.memoized(key, lambda: tuple(make())))
 
     def _shown(self, row: dict, now: datetime) -> bool:
         """Whether Angel's books would show this order yet (always, without a book lag)."""
