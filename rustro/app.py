@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from .broker.paper_store import StorePool
 from .calendar import TradingCalendar, at, require_known_year
 from .clock import AcceleratedClock, VirtualClock, WallClock
 from .config import Config
@@ -247,7 +248,6 @@ def run_backtest(cfg: Config, journal_path: Path, start: date, end: date, seed: 
         return results
     clock = VirtualClock(at(days[0], cfg.session.pre_open))
     journal = Journal.open(journal_path, clock, reserve_mb=0, durable=durable)
-    from .broker.paper_store import StorePool
     stores = StorePool()  # the paper broker's file, opened once too (broker/paper_store.py)
     extra = {**(extra or {}), "paper_stores": stores}
     try:
