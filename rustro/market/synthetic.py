@@ -26,8 +26,8 @@ from .options import (black76, black76_scalar, implied_vol_from_vix, implied_vol
                       option_quote_from_price, round_array_to_tick, time_to_expiry)
 from .synthetic_bars import INTERVALS, CandlesMixin  # noqa: F401  (INTERVALS: re-exported)
 from .synthetic_promise import _INDEX_BY_TOKEN, PromiseMixin
-from .synthetic_cache import (LRU, SHARED_MASTERS, SHARED_OPTIONS, SHARED_SERIES, SHARED_YEARS,
-                              listed_row)
+from .synthetic_cache import (LRU, SHARED_MASTERS, SHARED_OPTIONS, SHARED_SERIES, SHARED_SPIKES,
+                              SHARED_YEARS, calendar_id, days_between, listed_row, year_days)
 from .synthetic_contracts import Contract, decode_token, index_rows, listed_keys
 from .synthetic_paths import (ANCHOR_YEAR, INDICES, N_MIN, SESSION_OPEN, U_SHAPE, VIX_MEAN, VIX_NAME,
                               VIX_TOKEN, DayScenario, DaySeries, YearPath, follower_year,
@@ -73,8 +73,10 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
         self._years: dict[tuple[str, int], YearPath] = {}
         self._first_override_year = min((d.year for d in self.overrides), default=10_000)
         self._cal_key = (frozenset(self.cal.holidays), frozenset(self.cal.special_sessions))
+        self._cal_id = calendar_id(self._cal_key)
+        self._shared_key = (self.seed, self._cal_id, self.rate)  # prefix of SHARED_SERIES keys
+        self._override_years = frozenset(d.year for d in self.overrides)
         self._spikes: dict[int, dict] = {}
-        self._year_days: dict[int, list[date]] = {}
         self._series = LRU(6 * cache_days)
         self._options = LRU(512)
         self._t_left = LRU(64)
@@ -85,14 +87,23 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
 
     # ------------------------------------------------------------ daily level (cheap)
     def _days_of(self, year: int) -> list[date]:
-        if year not in self._year_days:
-            self._year_days[year] = self.cal.trading_days(date(year, 1, 1), date(year, 12, 31))
-        return self._year_days[year]
+        """The year's trading days (shared, read-only)."""
+        return year_days(self.cal, self._cal_id, year)
+
+    def _trading_days(self, first: date, last: date) -> list[date]:
+        """`cal.trading_days(first, last)`, by bisection in the shared per-year lists."""
+        return days_between(self.cal, self._cal_id, first, last)
 
     def _spikes_of(self, year: int) -> dict:
-        if year not in self._spikes:
-            self._spikes[year] = spike_schedule(self.seed, year, self._days_of(year), self.overrides)
-        return self._spikes[year]
+        """The year's VIX spike days (read-only); shared across markets unless it has overrides."""
+        spikes = self._spikes.get(year)
+        if spikes is None:
+            def make():
+                return spike_schedule(self.seed, year, self._days_of(year), self.overrides)
+            spikes = self._spikes[year] = (
+                make() if year in self._override_years
+                else SHARED_SPIKES.get_or((self.seed, self._cal_id, year), make))
+        return spikes
 
     def _path(self, name: str, year: int) -> YearPath:
         if year < ANCHOR_YEAR:
@@ -107,7 +118,7 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
         first override are shared across instances, so short-lived markets start fast."""
         shared = y < self._first_override_year
         names = ("NIFTY", VIX_NAME) if name in ("NIFTY", VIX_NAME) else (name,)
-        keys = [(self.seed, self._cal_key, n, y) for n in names]
+        keys = [(self.seed, self._cal_id, n, y) for n in names]
         if shared and all(k in SHARED_YEARS for k in keys):
             for n, k in zip(names, keys):
                 self._years[(n, y)] = SHARED_YEARS[k]
@@ -154,7 +165,7 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
         """A day's series from this market's cache, or, for a day before the first override,
         from the process-wide one (the series is then a function of seed, calendar and rate)."""
         if d.year < self._first_override_year:
-            return shared.get_or((self.seed, self._cal_key, self.rate) + key, make)
+            return shared.get_or(self._shared_key + key, make)
         return lru.get_or(key, make)
 
     def _spot_day(self, name: str, d: date) -> DaySeries:

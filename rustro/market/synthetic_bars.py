@@ -31,7 +31,7 @@ class CandlesMixin:
         if (cap := self._last_day(kind, ref)) is not None:
             last = min(last, cap)
         out: list[Bar] = []
-        for d in self.cal.trading_days(first, last):
+        for d in self._trading_days(first, last):
             if interval == ONE_DAY:
                 bar = self._daily_bar(kind, ref, d)
                 if start <= bar.start < end and now >= at(d, time(15, 30)):
