@@ -4,6 +4,7 @@ whose series, caches, calendar and clock it reads."""
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from datetime import date, datetime, time, timedelta
 
 from ..calendar import at
@@ -13,6 +14,7 @@ from .synthetic_cache import SHARED_SERIES, key_of
 from .synthetic_paths import ANCHOR_YEAR, N_MIN, SESSION_OPEN
 
 INTERVALS = (ONE_MINUTE, ONE_HOUR, ONE_DAY)
+_MINUTES = tuple(timedelta(minutes=i) for i in range(N_MIN + 1))
 
 
 class CandlesMixin:
@@ -30,6 +32,8 @@ class CandlesMixin:
         last = min(end.date(), now.date())
         if (cap := self._last_day(kind, ref)) is not None:
             last = min(last, cap)
+        if interval == ONE_DAY and kind in ("spot", "vix"):
+            return self._index_daily_bars(ref, first, last, start, end, now)
         out: list[Bar] = []
         for d in self._trading_days(first, last):
             if interval == ONE_DAY:
@@ -39,6 +43,27 @@ class CandlesMixin:
             else:
                 out.extend(self._intraday_bars(kind, ref, d, interval, start, end, now))
         return out
+
+    def _index_daily_bars(self, name: str, first: date, last: date, start: datetime,
+                          end: datetime, now: datetime) -> list[Bar]:
+        """The loop above for an index's daily bars, cut from its year's bars by bisection."""
+        out: list[Bar] = []
+        today = now.date()
+        for y in range(first.year, last.year + 1):
+            days = self._days_of(y)
+            bars = self._year_daily_bars(name, y)
+            for i in range(bisect_left(days, first), bisect_right(days, last)):
+                bar = bars[i]
+                if start <= bar.start < end and (days[i] < today or now >= at(days[i], time(15, 30))):
+                    out.append(bar)
+        return out
+
+    def _year_daily_bars(self, name: str, year: int) -> list[Bar]:
+        """`_daily_bar` of each trading day of a year for an index (from its year path)."""
+        def make():
+            p = self._path(name, year)
+            return [Bar(at(d, time(0, 0)), *p.ohlc(d), 0.0) for d in self._days_of(year)]
+        return self._cached(self._series, SHARED_SERIES, ("1d-year", name, year), date(year, 1, 1), make)
 
     def _daily_bar(self, kind: str, ref, d: date) -> Bar:
         def make():
@@ -50,16 +75,24 @@ class CandlesMixin:
                        float(s.points[-1]), float(s.volume.sum()))
         return self._cached(self._series, SHARED_SERIES, ("1d", key_of(ref), d), d, make)
 
+    def _minute_bars(self, kind: str, ref, d: date, upto: int) -> list[Bar]:
+        """The day's minute bars, at least its first `upto` (Bars are immutable, so a day's are
+        made once, and only as far as the clock has asked: today's future for the VWAP)."""
+        def make():
+            s = self._day_series(kind, ref, d)
+            return [a.tolist() for a in (s.open, s.high, s.low, s.close, s.volume)], []
+        (o, h, l, c, v), bars = self._bars.get_or((key_of(ref), d), make)
+        if len(bars) < upto:
+            t0 = at(d, SESSION_OPEN)
+            bars.extend([Bar(t0 + _MINUTES[i], o[i], h[i], l[i], c[i], v[i])
+                         for i in range(len(bars), upto)])
+        return bars
+
     def _day_bars(self, kind: str, ref, d: date, interval: str) -> list:
-        """Every bar of the day (Bars are immutable, so a day's are made once): minute bars, or
-        (first minute, end minute, Bar) of each session-aligned hourly bar."""
+        """(first minute, end minute, Bar) of each session-aligned hourly bar of the day."""
         def make():
             s = self._day_series(kind, ref, d)
             t0 = at(d, SESSION_OPEN)
-            if interval == ONE_MINUTE:
-                o, h, l, c, v = (a.tolist() for a in (s.open, s.high, s.low, s.close, s.volume))
-                return [Bar(t0 + timedelta(minutes=i), o[i], h[i], l[i], c[i], v[i])
-                        for i in range(len(o))]
             bars = []
             for a in range(0, N_MIN, 60):
                 b = min(a + 60, N_MIN)
@@ -67,8 +100,6 @@ class CandlesMixin:
                                        float(s.high[a:b].max()), float(s.low[a:b].min()),
                                        float(s.close[b - 1]), float(s.volume[a:b].sum()))))
             return bars
-        if interval == ONE_MINUTE:  # today's future for the VWAP: this market's own small cache
-            return self._bars.get_or((key_of(ref), d), make)
         return self._cached(self._series, SHARED_SERIES, ("1h", key_of(ref), d), d, make)
 
     def _intraday_bars(self, kind, ref, d, interval, start, end, now) -> list[Bar]:
@@ -78,7 +109,7 @@ class CandlesMixin:
         lo = max(0, math.ceil((start - t0).total_seconds() / 60.0))
         hi = min(N_MIN, math.ceil((end - t0).total_seconds() / 60.0))
         done = min(N_MIN, math.floor((now - t0).total_seconds() / 60.0))
-        if interval == ONE_MINUTE:
-            return self._day_bars(kind, ref, d, interval)[lo:min(hi, done)]
+        if interval == ONE_MINUTE:  # today's future for the VWAP: this market's own small cache
+            return self._minute_bars(kind, ref, d, min(hi, done))[lo:min(hi, done)]
         return [bar for a, b, bar in self._day_bars(kind, ref, d, interval)
                 if not (a < lo or a >= hi or b > done)]
