@@ -123,3 +123,29 @@ def test_spike_schedules_shared_or_with_overrides_equal_the_schedule():
     assert forced._spikes_of(2026) == spike_schedule(3, 2026, days, forced.overrides)
     assert forced._spikes_of(2026)[spike_day].minute == 105
     assert plain._spikes_of(2026) is SyntheticMarket(VirtualClock(at(DAY, time(8))), 3)._spikes_of(2026)
+
+
+def test_hourly_candles_equal_the_per_day_aggregates():
+    now = at(DAY, time(12, 20))
+    m = SyntheticMarket(VirtualClock(now), seed=9)
+
+    def hours(d: date) -> list[tuple[int, int, Bar]]:
+        s = m._spot_day("NIFTY", d)
+        out = []
+        for a in range(0, N_MIN, 60):
+            b = min(a + 60, N_MIN)
+            out.append((a, b, Bar(at(d, time(9, 15)) + timedelta(minutes=a), float(s.open[a]),
+                                  float(s.high[a:b].max()), float(s.low[a:b].min()),
+                                  float(s.close[b - 1]), float(s.volume[a:b].sum()))))
+        return out
+
+    for start, end in [(at(date(2026, 1, 27), time(11, 0)), at(DAY, time(15, 0))),
+                       (at(date(2026, 2, 2), time(9, 15)), at(date(2026, 2, 20), time(13, 15)))]:
+        ref = []
+        for d in m.cal.trading_days(start.date(), min(end.date(), now.date())):
+            t0 = at(d, time(9, 15))
+            ref += [bar for a, b, bar in hours(d)
+                    if start <= t0 + timedelta(minutes=a) < end
+                    and t0 + timedelta(minutes=b) <= min(now, t0 + timedelta(minutes=N_MIN))]
+        assert m.candles("NSE", NIFTY, "ONE_HOUR", start, end) == ref
+        assert ref[-1].start < end and ref[0].start >= start

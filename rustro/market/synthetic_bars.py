@@ -7,6 +7,8 @@ import math
 from bisect import bisect_left, bisect_right
 from datetime import date, datetime, time, timedelta
 
+import numpy as np
+
 from ..calendar import at
 from ..clock import ist
 from .base import ONE_DAY, ONE_HOUR, ONE_MINUTE, Bar
@@ -15,6 +17,8 @@ from .synthetic_paths import ANCHOR_YEAR, N_MIN, SESSION_OPEN
 
 INTERVALS = (ONE_MINUTE, ONE_HOUR, ONE_DAY)
 _MINUTES = tuple(timedelta(minutes=i) for i in range(N_MIN + 1))
+_HOUR_FIRST = np.arange(0, N_MIN, 60)                       # session-aligned hours: first minute
+_HOUR_END = np.minimum(_HOUR_FIRST + 60, N_MIN)             # and end minute (exclusive)
 
 
 class CandlesMixin:
@@ -35,11 +39,14 @@ class CandlesMixin:
         if interval == ONE_DAY and kind in ("spot", "vix"):
             return self._index_daily_bars(ref, first, last, start, end, now)
         out: list[Bar] = []
+        whole_after, whole_before = start.date(), min(end.date(), now.date())
         for d in self._trading_days(first, last):
             if interval == ONE_DAY:
                 bar = self._daily_bar(kind, ref, d)
                 if start <= bar.start < end and now >= at(d, time(15, 30)):
                     out.append(bar)
+            elif interval == ONE_HOUR and whole_after < d < whole_before:  # all the day's bars
+                out.extend([bar for _, _, bar in self._day_bars(kind, ref, d, interval)])
             else:
                 out.extend(self._intraday_bars(kind, ref, d, interval, start, end, now))
         return out
@@ -93,13 +100,12 @@ class CandlesMixin:
         def make():
             s = self._day_series(kind, ref, d)
             t0 = at(d, SESSION_OPEN)
-            bars = []
-            for a in range(0, N_MIN, 60):
-                b = min(a + 60, N_MIN)
-                bars.append((a, b, Bar(t0 + timedelta(minutes=a), float(s.open[a]),
-                                       float(s.high[a:b].max()), float(s.low[a:b].min()),
-                                       float(s.close[b - 1]), float(s.volume[a:b].sum()))))
-            return bars
+            # max, min and a sum of whole lots (integers far below 2**53) are exact in any order
+            o, c = s.open[_HOUR_FIRST].tolist(), s.close[_HOUR_END - 1].tolist()
+            h, l, v = (f.reduceat(x, _HOUR_FIRST).tolist() for f, x in
+                       ((np.maximum, s.high), (np.minimum, s.low), (np.add, s.volume)))
+            return [(a, b, Bar(t0 + _MINUTES[a], o[i], h[i], l[i], c[i], v[i]))
+                    for i, (a, b) in enumerate(zip(_HOUR_FIRST.tolist(), _HOUR_END.tolist()))]
         return self._cached(self._series, SHARED_SERIES, ("1h", key_of(ref), d), d, make)
 
     def _intraday_bars(self, kind, ref, d, interval, start, end, now) -> list[Bar]:
