@@ -82,18 +82,20 @@ def test_trading_day_ranges_equal_the_calendar_scan():
 
 
 def test_daily_candles_equal_the_day_by_day_bars():
-    now = at(DAY, time(15, 30))
-    m = SyntheticMarket(VirtualClock(now), seed=9)
-    for token, name in [(NIFTY, "NIFTY"), (VIX_TOKEN, "INDIA VIX")]:
-        for start, end in [(at(date(2025, 3, 10), time(9, 15)), at(DAY, time(9, 0))),
-                           (at(date(2025, 12, 31), time(0)), at(date(2026, 12, 31), time(0)))]:
-            ref = [Bar(at(d, time(0)), *m.daily_ohlc(name, d), 0.0)
-                   for d in m.cal.trading_days(start.date(), DAY)
-                   if start <= at(d, time(0)) < end and now >= at(d, time(15, 30))]
-            assert m.candles("NSE", token, ONE_DAY, start, end) == ref
-    m.clock.now_ = now - timedelta(seconds=1)  # today's bar appears only at 15:30
-    got = m.candles("NSE", NIFTY, ONE_DAY, at(DAY, time(0)), at(DAY, time(23)))
-    assert got == []
+    m = SyntheticMarket(VirtualClock(at(DAY, time(15, 30))), seed=9)
+    for now in [at(DAY, time(15, 30)), at(DAY, time(15, 29, 59)), at(DAY, time(0))]:
+        m.clock.now_ = now
+        for token, name in [(NIFTY, "NIFTY"), (VIX_TOKEN, "INDIA VIX")]:
+            for start, end in [(at(date(2025, 3, 10), time(9, 15)), at(DAY, time(9, 0))),
+                               (at(date(2025, 3, 10), time(0)), at(DAY, time(0))),
+                               (at(date(2025, 12, 31), time(0)), at(date(2026, 12, 31), time(0))),
+                               (at(DAY, time(0)), at(DAY, time(23)))]:
+                ref = [Bar(at(d, time(0)), *m.daily_ohlc(name, d), 0.0)
+                       for d in m.cal.trading_days(start.date(), DAY)
+                       if start <= at(d, time(0)) < end and now >= at(d, time(15, 30))]
+                assert m.candles("NSE", token, ONE_DAY, start, end) == ref
+    m.clock.now_ = at(DAY, time(15, 29, 59))  # today's bar appears only at 15:30
+    assert m.candles("NSE", NIFTY, ONE_DAY, at(DAY, time(0)), at(DAY, time(23))) == []
 
 
 def test_minute_candles_built_as_asked_equal_the_whole_day():

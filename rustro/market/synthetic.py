@@ -106,6 +106,9 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
         return spikes
 
     def _path(self, name: str, year: int) -> YearPath:
+        path = self._years.get((name, year))
+        if path is not None:
+            return path
         if year < ANCHOR_YEAR:
             raise ValueError(f"synthetic market starts in {ANCHOR_YEAR}; {name} {year} asked")
         for y in range(ANCHOR_YEAR, year + 1):

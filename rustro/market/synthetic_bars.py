@@ -53,23 +53,24 @@ class CandlesMixin:
 
     def _index_daily_bars(self, name: str, first: date, last: date, start: datetime,
                           end: datetime, now: datetime) -> list[Bar]:
-        """The loop above for an index's daily bars, cut from its year's bars by bisection."""
+        """The loop above for an index's daily bars: a slice of its year's bars, by bisection."""
         out: list[Bar] = []
-        today = now.date()
         for y in range(first.year, last.year + 1):
             days = self._days_of(y)
-            bars = self._year_daily_bars(name, y)
-            for i in range(bisect_left(days, first), bisect_right(days, last)):
-                bar = bars[i]
-                if start <= bar.start < end and (days[i] < today or now >= at(days[i], time(15, 30))):
-                    out.append(bar)
+            bars, starts = self._year_daily_bars(name, y)
+            out.extend(bars[max(bisect_left(days, first), bisect_left(starts, start)):
+                            min(bisect_right(days, last), bisect_left(starts, end))])
+        if out and out[-1].start.date() == now.date() and now < at(now.date(), time(15, 30)):
+            out.pop()  # today's bar: the session has not closed yet
         return out
 
-    def _year_daily_bars(self, name: str, year: int) -> list[Bar]:
-        """`_daily_bar` of each trading day of a year for an index (from its year path)."""
+    def _year_daily_bars(self, name: str, year: int) -> tuple[list[Bar], list[datetime]]:
+        """`_daily_bar` of each trading day of a year for an index (from its year path), and
+        their start instants."""
         def make():
             p = self._path(name, year)
-            return [Bar(at(d, time(0, 0)), *p.ohlc(d), 0.0) for d in self._days_of(year)]
+            bars = [Bar(at(d, time(0, 0)), *p.ohlc(d), 0.0) for d in self._days_of(year)]
+            return bars, [b.start for b in bars]
         return self._cached(self._series, SHARED_SERIES, ("1d-year", name, year), date(year, 1, 1), make)
 
     def _daily_bar(self, kind: str, ref, d: date) -> Bar:
