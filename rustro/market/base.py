@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -165,9 +166,21 @@ def round_to_tick(price: float, tick: float = TICK, direction: str = "nearest") 
     if tick <= 0:
         raise ValueError(f"tick must be > 0, got {tick}")
     n = round(price / tick, 6)  # kill representation noise before ceil/floor
-    steps = {"up": math.ceil, "down": math.floor, "nearest": lambda x: math.floor(x + 0.5)}[direction](n)
-    decimals = max(0, -math.floor(math.log10(tick)) + 1)
-    return round(steps * tick, decimals)
+    if direction == "nearest":
+        steps = math.floor(n + 0.5)
+    elif direction == "up":
+        steps = math.ceil(n)
+    elif direction == "down":
+        steps = math.floor(n)
+    else:
+        raise KeyError(direction)
+    return round(steps * tick, _tick_decimals(tick))
+
+
+@lru_cache(maxsize=64)
+def _tick_decimals(tick: float) -> int:
+    """Decimals that show a multiple of `tick` exactly (one more than the tick's own)."""
+    return max(0, -math.floor(math.log10(tick)) + 1)
 
 
 def on_tick(price: float, tick: float = TICK) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, time
+from functools import lru_cache
 
 import numpy as np
 
@@ -189,6 +190,11 @@ def option_quote_from_price(price: float, moneyness: float, tick: float = TICK) 
 
 def round_array_to_tick(prices, tick: float = TICK):
     """Vectorized nearest-tick rounding with the same representation-noise guard as round_to_tick."""
-    n = np.floor(np.round(np.asarray(prices, dtype=float) / tick, 6) + 0.5)
-    decimals = max(0, -math.floor(math.log10(tick)) + 1)
-    return np.round(n * tick, decimals)
+    # `.round(d)` is what np.round(x, d) calls (without its Python dispatch): the same values
+    n = np.floor((np.asarray(prices, dtype=float) / tick).round(6) + 0.5)
+    return (n * tick).round(_tick_decimals(tick))
+
+
+@lru_cache(maxsize=16)
+def _tick_decimals(tick: float) -> int:
+    return max(0, -math.floor(math.log10(tick)) + 1)

@@ -26,8 +26,8 @@ from .options import (black76, black76_scalar, implied_vol_from_vix, implied_vol
                       option_quote_from_price, round_array_to_tick, time_to_expiry)
 from .synthetic_bars import INTERVALS, CandlesMixin  # noqa: F401  (INTERVALS: re-exported)
 from .synthetic_promise import _INDEX_BY_TOKEN, PromiseMixin
-from .synthetic_cache import (LRU, SHARED_MASTERS, SHARED_OPTIONS, SHARED_SERIES, SHARED_YEARS,
-                              listed_row)
+from .synthetic_cache import (LRU, SHARED_MASTERS, SHARED_OPTIONS, SHARED_SERIES, SHARED_SPIKES,
+                              SHARED_YEARS, calendar_id, days_between, listed_row, year_days)
 from .synthetic_contracts import Contract, decode_token, index_rows, listed_keys
 from .synthetic_paths import (ANCHOR_YEAR, INDICES, N_MIN, SESSION_OPEN, U_SHAPE, VIX_MEAN, VIX_NAME,
                               VIX_TOKEN, DayScenario, DaySeries, YearPath, follower_year,
@@ -73,8 +73,10 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
         self._years: dict[tuple[str, int], YearPath] = {}
         self._first_override_year = min((d.year for d in self.overrides), default=10_000)
         self._cal_key = (frozenset(self.cal.holidays), frozenset(self.cal.special_sessions))
+        self._cal_id = calendar_id(self._cal_key)
+        self._shared_key = (self.seed, self._cal_id, self.rate)  # prefix of SHARED_SERIES keys
+        self._override_years = frozenset(d.year for d in self.overrides)
         self._spikes: dict[int, dict] = {}
-        self._year_days: dict[int, list[date]] = {}
         self._series = LRU(6 * cache_days)
         self._options = LRU(512)
         self._t_left = LRU(64)
@@ -85,16 +87,28 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
 
     # ------------------------------------------------------------ daily level (cheap)
     def _days_of(self, year: int) -> list[date]:
-        if year not in self._year_days:
-            self._year_days[year] = self.cal.trading_days(date(year, 1, 1), date(year, 12, 31))
-        return self._year_days[year]
+        """The year's trading days (shared, read-only)."""
+        return year_days(self.cal, self._cal_id, year)
+
+    def _trading_days(self, first: date, last: date) -> list[date]:
+        """`cal.trading_days(first, last)`, by bisection in the shared per-year lists."""
+        return days_between(self.cal, self._cal_id, first, last)
 
     def _spikes_of(self, year: int) -> dict:
-        if year not in self._spikes:
-            self._spikes[year] = spike_schedule(self.seed, year, self._days_of(year), self.overrides)
-        return self._spikes[year]
+        """The year's VIX spike days (read-only); shared across markets unless it has overrides."""
+        spikes = self._spikes.get(year)
+        if spikes is None:
+            def make():
+                return spike_schedule(self.seed, year, self._days_of(year), self.overrides)
+            spikes = self._spikes[year] = (
+                make() if year in self._override_years
+                else SHARED_SPIKES.get_or((self.seed, self._cal_id, year), make))
+        return spikes
 
     def _path(self, name: str, year: int) -> YearPath:
+        path = self._years.get((name, year))
+        if path is not None:
+            return path
         if year < ANCHOR_YEAR:
             raise ValueError(f"synthetic market starts in {ANCHOR_YEAR}; {name} {year} asked")
         for y in range(ANCHOR_YEAR, year + 1):
@@ -107,7 +121,7 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
         first override are shared across instances, so short-lived markets start fast."""
         shared = y < self._first_override_year
         names = ("NIFTY", VIX_NAME) if name in ("NIFTY", VIX_NAME) else (name,)
-        keys = [(self.seed, self._cal_key, n, y) for n in names]
+        keys = [(self.seed, self._cal_id, n, y) for n in names]
         if shared and all(k in SHARED_YEARS for k in keys):
             for n, k in zip(names, keys):
                 self._years[(n, y)] = SHARED_YEARS[k]
@@ -154,7 +168,7 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
         """A day's series from this market's cache, or, for a day before the first override,
         from the process-wide one (the series is then a function of seed, calendar and rate)."""
         if d.year < self._first_override_year:
-            return shared.get_or((self.seed, self._cal_key, self.rate) + key, make)
+            return shared.get_or(self._shared_key + key, make)
         return lru.get_or(key, make)
 
     def _spot_day(self, name: str, d: date) -> DaySeries:
@@ -205,20 +219,50 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
         return raw, np.where(np.asarray(t) > 0, np.maximum(round_array_to_tick(raw), TICK),
                              round_array_to_tick(raw))
 
+    def _option_theo(self, c: Contract, d: date, k: int) -> tuple[float, float, float]:
+        """(spot, years left, Black-76 value) at path point k of day d: `_option_prices` on
+        scalars, one price at a time, by the same operations (options.py)."""
+        spot = float(self._spot_day(c.underlying, d).points[k])
+        t = float(self._years_left(c, d)[k])
+        strike = float(c.strike)
+        fwd = spot * float(np.exp(self.rate * t))
+        iv = implied_vol_scalar(float(self._vix_day(d).points[k]), strike, fwd, t)
+        return spot, t, black76_scalar(fwd, strike, t, iv, self.rate, c.kind == "CE")
+
+    def _option_point(self, c: Contract, d: date, k: int) -> float:
+        """`_option_day(c, d).points[k]`, without pricing the whole day unless it is made already
+        (most options are only quoted a few times, at entry)."""
+        key = ("pts", c.token, d)
+        pts = (SHARED_OPTIONS.get(self._shared_key + key) if d.year < self._first_override_year
+               else self._options.get(key))
+        if pts is not None:
+            return float(pts[k])
+        _, t, raw = self._option_theo(c, d, k)
+        px = float(round_array_to_tick(raw))  # the array twin on one value: the same operations
+        return max(px, TICK) if t > 0 else px
+
+    def _option_points(self, c: Contract, d: date) -> np.ndarray:
+        """The option's path points of day d (its ltp at 09:15 + k minutes), priced without the
+        bars' highs and lows, which only its candles need (read-only)."""
+        def make():
+            return self._option_prices(c, self._spot_day(c.underlying, d).points,
+                                       self._vix_day(d).points, self._years_left(c, d))[1]
+        return self._cached(self._options, SHARED_OPTIONS, ("pts", c.token, d), d, make)
+
     def _option_day(self, c: Contract, d: date) -> DaySeries:
         def make():
             s, v = self._spot_day(c.underlying, d), self._vix_day(d)
             t = self._years_left(c, d)
             tm = (t[:-1] + t[1:]) / 2
             up, down = (s.high, s.low) if c.kind == "CE" else (s.low, s.high)
-            n = N_MIN + 1  # one pricing pass: path points, then bar highs, then bar lows
-            _, px = self._option_prices(c, np.concatenate([s.points, up, down]),
-                                        np.concatenate([v.points, v.high, v.low]),
-                                        np.concatenate([t, tm, tm]))
-            pts = px[:n]
+            pts = self._option_points(c, d)
+            # one pricing pass for bar highs then lows (each price depends on its own inputs
+            # only, so pricing them apart from the points gives the same values)
+            _, px = self._option_prices(c, np.concatenate([up, down]), np.concatenate([v.high, v.low]),
+                                        np.concatenate([tm, tm]))
             o, cl = pts[:-1], pts[1:]
-            hi = np.maximum(px[n:n + N_MIN], np.maximum(o, cl))
-            lo = np.minimum(px[n + N_MIN:], np.minimum(o, cl))
+            hi = np.maximum(px[:N_MIN], np.maximum(o, cl))
+            lo = np.minimum(px[N_MIN:], np.minimum(o, cl))
             m = abs(math.log(c.strike / s.points[0]))
             lam = 60.0 * U_SHAPE ** 2 * math.exp(-30.0 * m)
             vol = c.lot_size * (1 + stable_rng(self.seed, c.token, d).poisson(lam))
@@ -266,6 +310,12 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
             return self._future_day(ref, d)
         return self._option_day(ref, d)
 
+    def _day_points(self, kind: str, ref, d: date) -> np.ndarray:
+        """`_day_series(kind, ref, d).points` (for an option, without pricing its bars)."""
+        if kind == "opt":
+            return self._option_points(ref, d)
+        return self._day_series(kind, ref, d).points
+
     def _last_day(self, kind: str, ref) -> date | None:
         """Last trading day an instrument has data for (its expiry for derivatives)."""
         if kind in ("spot", "vix"):
@@ -299,6 +349,8 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
         last = self._last_day(kind, ref)
         if last is not None and d > last:
             d, k = last, N_MIN  # expired: its final settlement value
+        if kind == "opt":
+            return kind, ref, d, k, self._option_point(ref, d, k)
         return kind, ref, d, k, float(self._day_series(kind, ref, d).points[k])
 
     def ltp(self, exchange: str, token: str) -> float:
@@ -316,13 +368,7 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
             half = max(TICK, px * FUT_HALF_SPREAD)
             return Quote(token, px, round_to_tick(px - half, TICK, "down"),
                          round_to_tick(px + half, TICK, "up"), ts)
-        spot = float(self._spot_day(ref.underlying, d).points[k])
-        t = float(self._years_left(ref, d)[k])
-        # `_option_prices` on scalars, one price at a time: the same operations (options.py)
-        strike = float(ref.strike)
-        fwd = spot * float(np.exp(self.rate * t))
-        iv = implied_vol_scalar(float(self._vix_day(d).points[k]), strike, fwd, t)
-        theo = black76_scalar(fwd, strike, t, iv, self.rate, ref.kind == "CE")
+        spot, t, theo = self._option_theo(ref, d, k)
         bid, ask = option_quote_from_price(max(theo, 0.0),
                                            math.log(ref.strike / (spot * math.exp(self.rate * t))))
         return Quote(token, px, bid, ask, ts)

@@ -338,13 +338,16 @@ def _shape(points, ex_hi, ex_lo, o, h, lo, c, tick, day: date, volume) -> DaySer
     up = (h - top) / (bh.max() - top)
     dn = (bot - lo) / (bot - bl.min())
 
-    def stretch(x):
-        return np.where(x > top, top + (x - top) * up, np.where(x < bot, bot - (bot - x) * dn, x))
-
-    pts = round_array_to_tick(stretch(points), tick)
+    # points, bar highs and bar lows stretched and rounded in one pass (elementwise: the same
+    # values as three passes)
+    x = np.concatenate([points, bh, bl])
+    x = round_array_to_tick(
+        np.where(x > top, top + (x - top) * up, np.where(x < bot, bot - (bot - x) * dn, x)), tick)
+    n = len(points)
+    pts = x[:n]
     bo, bc = pts[:-1], pts[1:]
-    hi = np.maximum(round_array_to_tick(stretch(bh), tick), np.maximum(bo, bc))
-    low = np.minimum(round_array_to_tick(stretch(bl), tick), np.minimum(bo, bc))
+    hi = np.maximum(x[n:2 * n - 1], np.maximum(bo, bc))
+    low = np.minimum(x[2 * n - 1:], np.minimum(bo, bc))
     return DaySeries(day, pts, bo, hi, low, bc, volume)
 
 

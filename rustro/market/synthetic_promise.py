@@ -72,5 +72,5 @@ class PromiseMixin:
         last = self._last_day(kind, ref)
         if last is not None and d > last:
             return None
-        return self._day_series(kind, ref, d).points
+        return self._day_points(kind, ref, d)
 
