@@ -151,3 +151,20 @@ def test_hourly_candles_equal_the_per_day_aggregates():
                     and t0 + timedelta(minutes=b) <= min(now, t0 + timedelta(minutes=N_MIN))]
         assert m.candles("NSE", NIFTY, "ONE_HOUR", start, end) == ref
         assert ref[-1].start < end and ref[0].start >= start
+
+
+def test_listed_rows_are_the_listed_keys_rows_as_the_window_drifts_widens_and_narrows():
+    """A day's contract rows are slices of per-expiry strike-ordered lists, widened when asked;
+    each slice must be exactly `listed_row` of every key `listed_keys` lists, in its order."""
+    from rustro.market import synthetic_cache as sc
+    from rustro.market.synthetic_contracts import listed_keys
+    cal = TradingCalendar()
+    spots = [24_000.0, 24_010.0, 23_100.0, 26_900.0, 25_000.0, 19_000.0, 31_000.0, 25_025.0]
+    days = cal.trading_days(date(2026, 3, 2), date(2026, 3, 20))
+    sc._CHAINS.clear()
+    for d, spot in zip(days, spots * 3):
+        for u in ("NIFTY", "BANKNIFTY"):
+            want = [sc.listed_row(k) for k in listed_keys(cal, u, d, spot)]
+            got = sc.listed_rows(cal, u, d, spot)
+            assert [r["token"] for r in got] == [r["token"] for r in want], (d, u, spot)
+            assert all(g is w for g, w in zip(got, want))  # the very rows, not look-alikes

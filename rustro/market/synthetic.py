@@ -27,8 +27,8 @@ from .options import (black76, black76_scalar, implied_vol_from_vix, implied_vol
 from .synthetic_bars import INTERVALS, CandlesMixin  # noqa: F401  (INTERVALS: re-exported)
 from .synthetic_promise import _INDEX_BY_TOKEN, PromiseMixin
 from .synthetic_cache import (LRU, SHARED_MASTERS, SHARED_OPTIONS, SHARED_SERIES, SHARED_SPIKES,
-                              SHARED_YEARS, calendar_id, days_between, listed_row, year_days)
-from .synthetic_contracts import Contract, decode_token, index_rows, listed_keys
+                              SHARED_YEARS, calendar_id, days_between, listed_rows, year_days)
+from .synthetic_contracts import Contract, decode_token, index_rows
 from .synthetic_paths import (ANCHOR_YEAR, INDICES, N_MIN, SESSION_OPEN, U_SHAPE, VIX_MEAN, VIX_NAME,
                               VIX_TOKEN, DayScenario, DaySeries, YearPath, follower_year,
                               index_minutes, market_year, spike_schedule, stable_rng,
@@ -387,7 +387,7 @@ class SyntheticMarket(CandlesMixin, PromiseMixin):
             def make():
                 rows = index_rows()
                 for u, spot in spots:
-                    rows.extend(map(listed_row, listed_keys(self.cal, u, today, spot)))
+                    rows.extend(listed_rows(self.cal, u, today, spot))
                 return rows
             self._master = (today, SHARED_MASTERS.get_or((self._cal_key, today, spots), make))
         return list(map(dict, self._master[1]))

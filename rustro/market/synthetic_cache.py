@@ -11,7 +11,9 @@ from collections import OrderedDict
 from datetime import date
 from itertools import count
 
-from .synthetic_contracts import Contract, contract_row
+from .synthetic_contracts import (FUTURE_MONTHLIES, Contract, contract_row, listed_strikes,
+                                  monthly_expiries, option_expiries)
+from .synthetic_paths import INDICES
 
 
 class LRU(OrderedDict):
@@ -61,6 +63,45 @@ def listed_row(key: tuple) -> dict:
             CONTRACT_ROWS.clear()
         row = CONTRACT_ROWS[key] = contract_row(Contract(*key))
     return row
+
+
+CHAIN_PAD_STRIKES = 20  # strikes cached beyond the asked window on each side
+_CHAINS: dict = {}  # (underlying, expiry) -> (lowest strike, its rows CE, PE, CE, PE... by strike)
+
+
+def listed_rows(cal, underlying: str, today: date, spot: float) -> list[dict]:
+    """`listed_row` of every key `listed_keys` gives, in its order, each expiry's options cut as
+    one slice from that expiry's strike-ordered rows (extended when a wider range is asked), so a
+    day's master costs a few slices, not a dictionary lookup per contract."""
+    rows = [listed_row((underlying, e, "FUT", 0))
+            for e in monthly_expiries(cal, today, FUTURE_MONTHLIES)]
+    strikes = listed_strikes(underlying, spot)
+    if not strikes:
+        return rows
+    step, lo, hi = INDICES[underlying].strike_step, strikes[0], strikes[-1]
+    for e in option_expiries(cal, underlying, today):
+        base, chain = _CHAINS.get((underlying, e), (lo, []))
+        top = base + (len(chain) // 2 - 1) * step
+        if not chain or lo < base or hi > top:
+            # widen by what is missing plus a margin (the window drifts with the index)
+            pad = CHAIN_PAD_STRIKES * step
+            new_base = max(step, min(lo - pad, base) if chain else lo - pad)
+            new_top = max(hi + pad, top) if chain else hi + pad
+
+            def strikes_rows(first: int, last: int) -> list[dict]:
+                return [listed_row((underlying, e, kind, k)) for k in range(first, last + step, step)
+                        for kind in ("CE", "PE")]
+            if not chain:
+                chain = strikes_rows(new_base, new_top)
+            else:
+                chain = strikes_rows(new_base, base - step) + chain + strikes_rows(top + step, new_top)
+            base = new_base
+            if len(_CHAINS) >= 4096:
+                _CHAINS.clear()
+            _CHAINS[(underlying, e)] = (base, chain)
+        first = 2 * ((lo - base) // step)
+        rows += chain[first:first + 2 * len(strikes)]
+    return rows
 
 
 # ------------------------------------------------------------------ trading days of a calendar
