@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from dataclasses import replace
+from itertools import chain
 from datetime import date, datetime, time, timedelta
 from typing import Iterable
 
@@ -240,7 +241,8 @@ class BarWindow:
     def arrays(self) -> dict[str, np.ndarray]:
         """Columns for the indicators: open, high, low, close, volume (float), start (aware
         datetimes) and session (IST date ordinal per bar, for `indicators.vwap`)."""
-        m = np.array(self._rows, dtype=np.float64).reshape(len(self._rows), 6)
+        n = len(self._rows)  # fromiter: half the time of np.array on a list of tuples, same values
+        m = np.fromiter(chain.from_iterable(self._rows), dtype=np.float64, count=n * 6).reshape(n, 6)
         cols = {name: m[:, k].copy() for k, name in enumerate(("open", "high", "low", "close",
                                                                  "volume"))}
         cols["start"] = np.array(self._starts, dtype=object)
