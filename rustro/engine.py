@@ -61,7 +61,7 @@ class TradingDay:
         """Recover from the journal, then run every phase whose time has already passed."""
         rec = rebuild(self.journal, self.day)
         self.recovered = rec
-        self.machine = m.DayMachine(self.journal, self.day, rec.state)
+        self.machine.resume(rec.state)
         if rec.fresh:
             self.journal.record("state_changed", {"src": "none", "dst": m.PRE_OPEN, "trigger": "start",
                                                   "reason": f"{self.svc.mode} run"}, day=self.day)

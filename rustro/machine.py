@@ -55,6 +55,12 @@ class DayMachine:
             return t.dest
         raise IllegalTransition(f"'{trigger}' is not allowed from '{self.state}'")
 
+    def resume(self, state: str) -> None:
+        """Take the state the journal rebuilt (start-up), checked as the constructor checks it."""
+        if state not in STATES:
+            raise ValueError(f"unknown day state {state!r} (journal day_state for {self.day})")
+        self._fsm.set_state(state)
+
     def restore(self, state: str) -> None:
         """Put the state back after the commit that journaled a move failed (memory follows the
         journal, never leads it)."""

@@ -59,3 +59,9 @@ def test_memory_never_ahead_of_journal(journal, monkeypatch):
 def test_unknown_state_from_journal_is_refused(journal):
     with pytest.raises(ValueError, match="unknown day state"):
         DayMachine(journal, DAY, "lunch")
+    dm = DayMachine(journal, DAY)
+    with pytest.raises(ValueError, match="unknown day state 'lunch'"):  # at start-up (resume)
+        dm.resume("lunch")
+    assert dm.state == m.PRE_OPEN
+    dm.resume(m.MANAGING)
+    assert dm.state == m.MANAGING and dm.can("flat") and not dm.can("start_warmup")
