@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from transitions import Machine, MachineError
+from transitions import MachineError
+
+from .fsm import new_model, shared_machine
 
 PRE_OPEN, WARMUP, ENTRY_WINDOW, MANAGING = "pre_open", "warmup", "entry_window", "managing"
 EOD_EXIT, CLOSED, HALTED = "eod_exit", "closed", "halted"
@@ -28,6 +30,9 @@ TRANSITIONS = [
 ]
 
 
+_DAY_MACHINE = shared_machine(STATES, TRANSITIONS, PRE_OPEN)
+
+
 class IllegalTransition(RuntimeError):
     pass
 
@@ -38,20 +43,17 @@ class DayMachine:
             raise ValueError(f"unknown day state {state!r} (journal day_state for {day})")
         self.journal = journal
         self.day = day
-        self._fsm = Machine(states=STATES, initial=state, auto_transitions=False,
-                            ignore_invalid_triggers=False)
-        for trigger, src, dst in TRANSITIONS:
-            self._fsm.add_transition(trigger, src, dst)
+        self._fsm = new_model(_DAY_MACHINE, state)
 
     @property
     def state(self) -> str:
         return self._fsm.state
 
     def can(self, trigger: str) -> bool:
-        return trigger in self._fsm.get_triggers(self.state)
+        return trigger in _DAY_MACHINE.get_triggers(self.state)
 
     def destination(self, trigger: str) -> str:
-        for t in self._fsm.get_transitions(trigger, source=self.state):
+        for t in _DAY_MACHINE.get_transitions(trigger, source=self.state):
             return t.dest
         raise IllegalTransition(f"'{trigger}' is not allowed from '{self.state}'")
 
@@ -59,12 +61,12 @@ class DayMachine:
         """Take the state the journal rebuilt (start-up), checked as the constructor checks it."""
         if state not in STATES:
             raise ValueError(f"unknown day state {state!r} (journal day_state for {self.day})")
-        self._fsm.set_state(state)
+        _DAY_MACHINE.set_state(state, model=self._fsm)
 
     def restore(self, state: str) -> None:
         """Put the state back after the commit that journaled a move failed (memory follows the
         journal, never leads it)."""
-        self._fsm.set_state(state)
+        _DAY_MACHINE.set_state(state, model=self._fsm)
 
     def fire(self, trigger: str, reason: str = "") -> str:
         src = self.state

@@ -7,7 +7,7 @@ fill, an 'open' after 'complete') is refused and the state stays as it was.
 """
 from __future__ import annotations
 
-from transitions import Machine
+from .fsm import new_model, shared_machine
 
 INTENT, SENT, UNKNOWN, NEVER_PLACED = "intent", "sent", "unknown", "never_placed"
 OPEN, PARTIAL, MODIFY_PENDING, CANCEL_PENDING = "open", "partial", "modify_pending", "cancel_pending"
@@ -61,6 +61,7 @@ def _edge_index() -> dict[tuple[str, str], str]:
 
 
 EDGE_BY_PAIR = _edge_index()
+_ORDER_MACHINE = shared_machine(STATES, EDGES, INTENT)
 
 
 def broker_target(status: str, filled_qty: int, qty: int, current: str) -> str:
@@ -92,10 +93,7 @@ class OrderMachine:
             state = OPEN
         if state not in STATES:
             raise ValueError(f"unknown order state {state!r}")
-        self._fsm = Machine(states=STATES, initial=state, auto_transitions=False,
-                            ignore_invalid_triggers=False)
-        for trigger, src, dst in EDGES:
-            self._fsm.add_transition(trigger, src, dst)
+        self._fsm = new_model(_ORDER_MACHINE, state)
 
     @property
     def state(self) -> str:
@@ -111,7 +109,7 @@ class OrderMachine:
         return trig
 
     def move(self, trigger: str) -> str:
-        if trigger not in self._fsm.get_triggers(self.state):
+        if trigger not in _ORDER_MACHINE.get_triggers(self.state):
             raise IllegalOrderMove(f"'{trigger}' is not allowed from '{self.state}'")
         self._fsm.trigger(trigger)
         return self.state

@@ -65,3 +65,19 @@ def test_unknown_state_from_journal_is_refused(journal):
     assert dm.state == m.PRE_OPEN
     dm.resume(m.MANAGING)
     assert dm.state == m.MANAGING and dm.can("flat") and not dm.can("start_warmup")
+
+
+def test_day_machines_share_one_table_but_never_a_state(journal):
+    """Each DayMachine is a model of one shared transitions Machine (rustro/fsm.py): moving one
+    moves no other, the shared Machine keeps no reference to any (nothing accumulates over a
+    backtest's days), and an illegal trigger is still refused."""
+    from rustro.machine import _DAY_MACHINE
+    a, b = DayMachine(journal, DAY), DayMachine(journal, DAY, m.MANAGING)
+    a.fire("start_warmup")
+    assert (a.state, b.state) == (m.WARMUP, m.MANAGING)
+    b.fire("flat")
+    assert (a.state, b.state) == (m.WARMUP, m.ENTRY_WINDOW)
+    assert _DAY_MACHINE.models == []
+    with pytest.raises(IllegalTransition):
+        a.fire("close")
+    assert a.state == m.WARMUP

@@ -73,3 +73,15 @@ def test_old_journals_acked_state_reads_as_open():
     assert om.OrderMachine("acked").state == om.OPEN
     with pytest.raises(ValueError, match="unknown order state"):
         om.OrderMachine("bogus")
+
+
+def test_order_machines_share_one_table_but_never_a_state():
+    a, b = om.OrderMachine(om.INTENT), om.OrderMachine(om.INTENT)
+    a.move("send")
+    b.move("send")
+    a.move(a.trigger_to(om.OPEN))
+    assert (a.state, b.state) == (om.OPEN, om.SENT)
+    assert om._ORDER_MACHINE.models == []
+    with pytest.raises(om.IllegalOrderMove):
+        b.move("modified")
+    assert b.state == om.SENT
