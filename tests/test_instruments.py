@@ -326,3 +326,28 @@ def test_a_repeated_master_parses_as_the_first_and_the_memo_never_mixes_types():
     assert parse_master(rows, ["NIFTY"]).by_token(rows[-1]["token"]).lot_size == 50
     rows[-1]["tick_size"] = "abc"         # and its new reason is not the stored instrument
     assert parse_master(rows, ["NIFTY"]).skipped == {"bad_tick": 1}
+
+
+@pytest.mark.parametrize("inst", [
+    Instrument("99926000", "Nifty 50", "NIFTY", "NSE", "AMXIDX", None, None, None, 1, 0.0),
+    Instrument("43210", "NIFTY13JAN2624050CE", "NIFTY", "NFO", "OPTIDX", date(2026, 1, 13),
+               24050.0, "CE", 65, 0.05),
+    Instrument("7", 'a "quoted"\\ sym\u00e9\U0001f600', "N\u00efFTY\n", "NFO", "FUTIDX",
+               date(2026, 1, 27), None, None, 75, 0.1),
+    Instrument("8", "X", "NIFTY", "NFO", "OPTIDX", date(2026, 1, 27), 1e-7, "PE", 10**20, 1e300),
+    Instrument("9", "X", "NIFTY", "NFO", "OPTIDX", date(2026, 1, 27), 5.0, "PE", True, 0.05),
+])
+def test_a_cached_record_is_exactly_what_json_dumps_writes(inst):
+    from rustro.market.instruments import _record_text
+    want = json.dumps([inst.token, inst.symbol, inst.name, inst.exchange, inst.instrument_type,
+                       inst.expiry.isoformat() if inst.expiry else None, inst.strike,
+                       inst.option_type, inst.lot_size, inst.tick_size],
+                      separators=(",", ":"), allow_nan=False)
+    assert _record_text(inst) == want
+
+
+def test_a_non_finite_record_is_refused_as_json_dumps_refuses_it():
+    from rustro.market.instruments import _record_text
+    with pytest.raises(ValueError):
+        _record_text(Instrument("1", "X", "NIFTY", "NFO", "OPTIDX", date(2026, 1, 27),
+                                float("nan"), "CE", 75, 0.05))
