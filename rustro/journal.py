@@ -24,8 +24,9 @@ synchronous=OFF, and groups are savepoints inside one long transaction that is c
 by `close()`, or every `batch_groups` groups. A group still rolls back alone (its savepoint), so the
 desk's all-or-nothing decisions behave the same; only the durability of the last batch differs,
 and a power cut may damage such a journal. `PRAGMA integrity_check` runs at every durable open;
-a disposable journal that this process closed and finds unchanged is not checked again (a backtest
-run in chunks opens its journal once per chunk).
+a disposable journal that this process closed and finds unchanged is not checked again, for
+writing or reading (a backtest run in chunks opens its journal once per chunk and reads each
+chunk's days back).
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ from .journal_open import (_CHECK_SQL, _EVENT_COLUMNS, _VERIFIED,  # noqa: F401 
                            APPLICATION_ID, RESERVE_SUFFIX, SCHEMA_VERSION, _acquire_lock,
                            _check_events_at_open, _check_integrity, _classify, _connect, _create,
                            _has_table, _inspect, _loads, _migrate, _open_error, _real, _stamp,
-                           _unreadable, _uri, _write_zeros, release_reserve, reserve, reserve_path)
+                           _unchanged_since_verified, _unreadable, _uri, _write_zeros,
+                           release_reserve, reserve, reserve_path)
 
 
 class Journal:
@@ -90,7 +92,7 @@ class Journal:
             if _inspect(path, real)[0] == "new":  # again, under the lock
                 _create(real, _migrate)
             conn = _connect(real, readonly=False)
-            if durable or _VERIFIED.get(real) != _stamp(real):
+            if durable or not _unchanged_since_verified(real):
                 _check_integrity(conn, path)
             _, version = _classify(conn, path)
             if version > SCHEMA_VERSION:
@@ -129,7 +131,8 @@ class Journal:
                                f"run `rustro run` once to migrate it")
         try:
             conn = _connect(real, readonly=True)
-            _check_integrity(conn, path)
+            if not _unchanged_since_verified(real):  # a backtest reading back what it just wrote
+                _check_integrity(conn, path)
         except (sqlite3.Error, OSError) as exc:
             raise _open_error(path, exc, writing=False) from None
         return cls(conn, path, None, None, real_path=real)

@@ -157,13 +157,27 @@ _VERIFIED: dict[Path, tuple | None] = {}
 
 def _stamp(real: Path) -> tuple | None:
     """What tells whether a closed journal was touched since: the file's identity, size and
-    modification time, and whether a -wal or -journal file lies beside it."""
+    modification time, and the sizes of a -wal or -journal file beside it (an empty -wal, which a
+    reader leaves behind, holds nothing: the same as none)."""
     try:
         st = os.stat(real)
     except OSError:
         return None
-    side = tuple(os.path.exists(f"{real}{s}") for s in ("-wal", "-journal"))
+    side = tuple(_size(f"{real}{s}") for s in ("-wal", "-journal"))
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) + side
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _unchanged_since_verified(real: Path) -> bool:
+    """A disposable journal this process closed, untouched since (see `_VERIFIED`)."""
+    stamp = _VERIFIED.get(real)
+    return stamp is not None and stamp == _stamp(real)
 
 
 def _uri(path: Path, **params: str) -> str:

@@ -253,12 +253,18 @@ def test_a_backtest_in_chunks_checks_its_journal_once_unless_it_changed(tmp_path
     monkeypatch.setattr(journal_mod, "_check_integrity", lambda c, p: (checks.append(p), real_check(c, p)))
     path = tmp_path / "journal.sqlite"
     run_backtest(Config(), path, date(2026, 10, 12), date(2026, 10, 13), 42, build_desk)
+    with Journal.open_readonly(path) as j:  # the report reads each chunk's days back
+        assert len(j.query("SELECT * FROM day_state")) == 2
     run_backtest(Config(), path, date(2026, 10, 14), date(2026, 10, 15), 42, build_desk)
+    with Journal.open_readonly(path) as j:
+        assert len(j.query("SELECT * FROM day_state")) == 4
     assert len(checks) == 1
     run_day(Config(), "sim", path, date(2026, 10, 16), 42, Secrets(), build_desk=build_desk)
     assert len(checks) == 2  # `run` (durable) always checks
+    with Journal.open_readonly(path):
+        assert len(checks) == 3  # a reader too, once the file changed since a backtest closed it
     run_backtest(Config(), path, date(2026, 10, 19), date(2026, 10, 19), 42, build_desk)
-    assert len(checks) == 3  # the file changed since this process's backtest closed it
+    assert len(checks) == 4  # the file changed since this process's backtest closed it
     with Journal.open_readonly(path) as j:
         assert len(j.query("SELECT * FROM day_state WHERE state = 'closed'")) == 6
 
