@@ -213,6 +213,17 @@ def test_window_keeps_order_on_out_of_order_inserts():
     assert w.bars()[2].close == 50.0 and w.last.start == bar(5).start
 
 
+def test_window_on_a_day_is_every_bar_whose_ist_date_it_is():
+    w = BarWindow("26000", ONE_HOUR)
+    days = [date(2026, 10, 13), date(2026, 10, 14), date(2026, 10, 15)]
+    w.extend(Bar(at(d, time(h, 15)), 100.0, 101.0, 99.0, 100.0, 10.0) for d in days for h in (9, 15))
+    # 00:30 IST on the 15th is 19:00 UTC on the 14th: the IST date counts
+    w.upsert(Bar(datetime(2026, 10, 14, 19, 0, tzinfo=timezone.utc), 100.0, 101.0, 99.0, 100.0, 1.0))
+    for d in days + [date(2026, 10, 16)]:
+        assert w.on(d) == [b for b in w.bars() if b.start.date() == d]
+    assert [b.start.hour for b in w.on(days[2])] == [0, 9, 15]
+
+
 def test_window_maxlen_keeps_the_latest():
     w = BarWindow("26000", ONE_MINUTE, maxlen=3)
     w.extend(bar(i) for i in range(10))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from dataclasses import replace
-from itertools import chain
 from datetime import date, datetime, time, timedelta
+from itertools import chain
 from typing import Iterable
 
 import numpy as np
@@ -234,6 +234,12 @@ class BarWindow:
 
     def bars(self) -> list[Bar]:
         return list(self._bars)
+
+    def on(self, day: date) -> list[Bar]:
+        """The bars that start on `day` (IST), by bisection on the ordered starts."""
+        first = at(day, time(0, 0))
+        return self._bars[bisect_left(self._starts, first):
+                          bisect_left(self._starts, first + timedelta(days=1))]
 
     def __len__(self) -> int:
         return len(self._bars)

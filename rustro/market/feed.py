@@ -132,7 +132,7 @@ class MarketFeed:
     def missing_hourly(self, name: str, now: datetime) -> list[datetime]:
         """Session hourly bars that should have closed by `now` but are not in the window."""
         s = self.cfg.session
-        today = [b for b in self.underlyings[name].hourly.bars() if b.start.date() == self.day]
+        today = self.underlyings[name].hourly.on(self.day)
         return find_gaps(today, self.day, now, ONE_HOUR, s.market_open, s.market_close,
                          s.bar_ready_grace_sec)
 
