@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 from ..broker.base import BrokerError
@@ -174,11 +174,11 @@ def round_to_tick(price: float, tick: float = TICK, direction: str = "nearest") 
         steps = math.floor(n)
     else:
         raise KeyError(direction)
-    return round(steps * tick, _tick_decimals(tick))
+    return round(steps * tick, tick_decimals(tick))
 
 
 @lru_cache(maxsize=64)
-def _tick_decimals(tick: float) -> int:
+def tick_decimals(tick: float) -> int:
     """Decimals that show a multiple of `tick` exactly (one more than the tick's own)."""
     return max(0, -math.floor(math.log10(tick)) + 1)
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, time
-from functools import lru_cache
 
 import numpy as np
 
 from ..calendar import at
 from ..clock import ist
-from .base import TICK, round_to_tick
+from .base import TICK, round_to_tick, tick_decimals
 
 YEAR_DAYS = 365.0
 EXPIRY_TIME = time(15, 30)  # contracts stop trading and settle at the close
@@ -192,9 +191,4 @@ def round_array_to_tick(prices, tick: float = TICK):
     """Vectorized nearest-tick rounding with the same representation-noise guard as round_to_tick."""
     # `.round(d)` is what np.round(x, d) calls (without its Python dispatch): the same values
     n = np.floor((np.asarray(prices, dtype=float) / tick).round(6) + 0.5)
-    return (n * tick).round(_tick_decimals(tick))
-
-
-@lru_cache(maxsize=16)
-def _tick_decimals(tick: float) -> int:
-    return max(0, -math.floor(math.log10(tick)) + 1)
+    return (n * tick).round(tick_decimals(tick))
